@@ -78,3 +78,13 @@ class Post:
     sender_chat_id: int | None = None
     reply_to_message_id: int | None = None
     is_question: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTarget:
+    """The message a post replies to, as the update shows it (used when it is not stored)."""
+
+    message_id: int
+    ts_utc: datetime
+    role: Role
+    sender_id: int | None

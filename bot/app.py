@@ -1,0 +1,168 @@
+"""Composition root: build_application(config) wires handlers, storage and the rate limiter."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from telegram import BotCommand, Update
+from telegram.error import TelegramError
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    ChatMemberHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from bot.config import Config
+from bot.context import AppContext, OpsApplication
+from bot.tracking import refresh_admins, utcnow
+from handlers import commands, membership, messages
+from storage.repo import Repo
+
+log = logging.getLogger(__name__)
+
+COMMANDS = {
+    "en": [
+        ("start", "What opsbot does and the set-up checklist"),
+        ("help", "What opsbot does and the set-up checklist"),
+    ],
+    "zh": [
+        ("start", "功能介绍和设置清单"),
+        ("help", "功能介绍和设置清单"),
+    ],
+}
+
+
+def register(application: OpsApplication) -> None:
+    """Every handler, in order. Order matters: recorders run first (group -1)."""
+    groups = filters.ChatType.GROUPS
+    # group -1: recorders; they see every update, commands included, and never stop others
+    application.add_handler(
+        ChatMemberHandler(membership.on_chat_member, ChatMemberHandler.CHAT_MEMBER), group=-1
+    )
+    application.add_handler(
+        ChatMemberHandler(membership.on_my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER),
+        group=-1,
+    )
+    application.add_handler(
+        MessageHandler(
+            groups & (filters.StatusUpdate.NEW_CHAT_MEMBERS | filters.StatusUpdate.LEFT_CHAT_MEMBER),
+            membership.on_service_members,
+        ),
+        group=-1,
+    )
+    application.add_handler(
+        MessageHandler(filters.StatusUpdate.MIGRATE, messages.on_migrate), group=-1
+    )
+    # edited messages are deliberately not handled: edits never count twice (SPEC 4)
+    application.add_handler(
+        MessageHandler(groups & filters.UpdateType.MESSAGE & ~filters.StatusUpdate.ALL,
+                       messages.on_post),
+        group=-1,
+    )
+    # group 0: commands
+    application.add_handler(CommandHandler(["start", "help"], commands.on_start))
+    application.add_error_handler(on_error)
+
+
+async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Log one line (no token, no message text) and keep going."""
+    err = context.error
+    update_id = update.update_id if isinstance(update, Update) else None
+    log.error("update %s failed: %s", update_id, err.__class__.__name__ if err else "unknown")
+
+
+def build_application(config: Config, *, repo: Repo | None = None) -> OpsApplication:
+    if not config.token:
+        raise ValueError("telegram.token is not set (config file or OPSBOT_TOKEN)")
+    builder = (
+        ApplicationBuilder()
+        .token(config.token)
+        .base_url(f"{config.api_base_url}/bot")
+        .base_file_url(f"{config.api_base_url}/file/bot")
+        .context_types(ContextTypes(context=AppContext))
+        .rate_limiter(AIORateLimiter(max_retries=3))
+    )
+    application: OpsApplication = builder.build()  # type: ignore[assignment]
+    application.bot_data["config"] = config
+    if repo is not None:
+        application.bot_data["repo"] = repo
+    register(application)
+    return application
+
+
+async def _post_init(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """Open storage (upgrading the schema), then check what Telegram lets us see."""
+    config: Config = application.bot_data["config"]
+    if "repo" not in application.bot_data:
+        application.bot_data["repo"] = await Repo.open(config.storage_url)
+    application.bot_data["owns_repo"] = True
+    repo: Repo = application.bot_data["repo"]
+    bot = application.bot
+    me = await bot.get_me()
+    application.bot_data["can_read_all_group_messages"] = bool(me.can_read_all_group_messages)
+    if not me.can_read_all_group_messages:
+        log.warning("privacy mode is on: @BotFather → Bot Settings → Group Privacy → Turn off")
+    for chat_id in await repo.chat_ids():
+        if await refresh_admins(bot, repo, chat_id, utcnow()) is None:
+            continue
+        info = await repo.chat(chat_id)
+        if info is not None and not info.bot_is_admin:
+            log.warning("chat %s: the bot is not an admin; joins and leaves are not sent", chat_id)
+    for lang, cmds in COMMANDS.items():
+        try:
+            await bot.set_my_commands(
+                [BotCommand(c, d) for c, d in cmds], language_code=lang if lang != "en" else None
+            )
+        except TelegramError as exc:
+            log.warning("setMyCommands failed: %s", exc.__class__.__name__)
+
+
+async def _post_shutdown(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    repo: Repo | None = application.bot_data.get("repo")
+    if repo is not None and application.bot_data.get("owns_repo"):
+        await repo.close()
+
+
+@asynccontextmanager
+async def running(application: OpsApplication, *, poll_timeout: int = 10) -> AsyncIterator[OpsApplication]:
+    """Start the application exactly as `opsbot run` does; stop it on exit."""
+    config: Config = application.bot_data["config"]
+    await application.initialize()
+    try:
+        await _post_init(application)
+        await application.start()
+        assert application.updater is not None
+        if config.mode == "webhook":
+            assert config.webhook_url is not None
+            await application.updater.start_webhook(
+                listen=config.webhook_listen, port=config.webhook_port,
+                url_path="telegram", webhook_url=config.webhook_url,
+                allowed_updates=Update.ALL_TYPES,
+            )
+        else:
+            await application.updater.start_polling(
+                allowed_updates=Update.ALL_TYPES, timeout=poll_timeout, drop_pending_updates=False
+            )
+        try:
+            yield application
+        finally:
+            if application.updater.running:
+                await application.updater.stop()
+            await application.stop()
+    finally:
+        await _post_shutdown(application)
+        await application.shutdown()
+
+
+async def run_until(application: OpsApplication, stop: asyncio.Event) -> None:
+    async with running(application):
+        await stop.wait()

@@ -1,0 +1,351 @@
+"""Load and validate opsbot's TOML configuration (SPEC 10) into frozen dataclasses.
+
+Every error names the key it is about, so the CLI can print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DEFAULT_API_BASE_URL = "https://api.telegram.org"
+DEFAULT_DB_URL = "sqlite+aiosqlite:///opsbot.db"
+DEFAULT_QUESTION_MARKERS = (
+    "吗",
+    "怎么",
+    "如何",
+    "为什么",
+    "为啥",
+    "有没有",
+    "是否",
+    "how",
+    "why",
+    "what",
+)
+WINDOW_RE = re.compile(r"^(?:[1-9]\d*h|day\d+)$")
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key and says what is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    metric: str
+    value: float  # 0..1
+    range: str | None = None  # "last N" or "A-B" (campaign days); active rates only
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSettings:
+    """Settings for one group: defaults, overridden by its [groups."<id>"] section."""
+
+    timezone: str = "Asia/Shanghai"
+    language: str = "zh"
+    digest_time: time = time(9, 0)
+    digest_to: str = "group"  # group | admins | <chat id>
+    digest_chart: bool = False
+    windows: tuple[str, ...] = ("1h", "day0", "day1")
+    question_markers: tuple[str, ...] = DEFAULT_QUESTION_MARKERS
+    discussion_window_s: int = 600
+    min_sample: int = 10
+    alert_interval_s: int = 900
+    public_commands: bool = False
+    targets: tuple[Target, ...] = ()
+    hosts: frozenset[int] = frozenset()
+    campaign_start: str | None = None  # ISO date
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    token: str | None = None
+    api_base_url: str = DEFAULT_API_BASE_URL
+    mode: str = "polling"
+    webhook_url: str | None = None
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = 8443
+    storage_url: str = DEFAULT_DB_URL
+    defaults: GroupSettings = field(default_factory=GroupSettings)
+    groups: Mapping[int, GroupSettings] = field(default_factory=dict)
+    source: str | None = None  # the file it came from, for messages
+
+    def for_chat(self, chat_id: int) -> GroupSettings:
+        return self.groups.get(chat_id, self.defaults)
+
+    def __repr__(self) -> str:  # never show the token
+        return f"Config(source={self.source!r}, mode={self.mode!r}, storage_url=...)"
+
+
+TELEGRAM_KEYS = {"token", "api_base_url", "mode", "webhook_url", "webhook_listen", "webhook_port"}
+STORAGE_KEYS = {"url"}
+SETTING_KEYS = {
+    "timezone",
+    "language",
+    "digest_time",
+    "digest_to",
+    "digest_chart",
+    "windows",
+    "question_markers",
+    "discussion_window",
+    "min_sample",
+    "alert_interval",
+    "public_commands",
+    "targets",
+}
+GROUP_ONLY_KEYS = {"hosts", "campaign_start", "title"}
+
+
+def normalize_db_url(url: str, key: str = "storage.url") -> str:
+    """Map plain sqlite:// and postgresql:// URLs to their async drivers (SPEC 10)."""
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if url.startswith(("sqlite+aiosqlite:///", "postgresql+asyncpg://")):
+        return url
+    raise ConfigError(
+        f"{key}: unsupported database URL; use sqlite:///PATH or postgresql://USER@HOST/DB"
+    )
+
+
+def parse_duration_s(value: Any, key: str) -> int:
+    """`600`, `"10m"`, `"15 minutes"`, `"1h"`, `"30s"` -> seconds."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+)\s*(s|sec|seconds?|m|min|minutes?|h|hours?)?\s*", value)
+        if m and int(m.group(1)) > 0:
+            unit = (m.group(2) or "s")[0]
+            return int(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[unit]
+    raise ConfigError(f"{key}: expected a duration such as 600, \"10m\" or \"1h\", got {value!r}")
+
+
+def parse_rate(value: Any, key: str) -> float:
+    """`0.8`, `80`, `"80%"` -> 0.8."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text.removesuffix("%")) / (100 if text.endswith("%") else 1)
+        except ValueError:
+            raise ConfigError(f"{key}: expected a rate such as 0.8 or \"80%\", got {value!r}") from None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        raise ConfigError(f"{key}: expected a rate such as 0.8 or \"80%\", got {value!r}")
+    if number > 1 and not isinstance(value, str):
+        number /= 100
+    if not 0 <= number <= 1:
+        raise ConfigError(f"{key}: a rate must be between 0 and 1 (or 0% and 100%)")
+    return number
+
+
+def _parse_targets(raw: Any, key: str) -> tuple[Target, ...]:
+    from bot.targets import parse_metric, parse_range  # local: targets imports config
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{key}: expected a table of metric = value")
+    targets = []
+    for metric_name, spec in raw.items():
+        k = f"{key}.{metric_name}"
+        try:
+            metric = parse_metric(metric_name)
+        except ValueError as exc:
+            raise ConfigError(f"{k}: {exc}") from None
+        rng: str | None = None
+        if isinstance(spec, dict):
+            unknown = set(spec) - {"value", "range"}
+            if unknown:
+                raise ConfigError(f"{k}.{sorted(unknown)[0]}: unknown key")
+            if "value" not in spec:
+                raise ConfigError(f"{k}.value: missing")
+            value = parse_rate(spec["value"], f"{k}.value")
+            if "range" in spec:
+                try:
+                    rng = parse_range(str(spec["range"]))
+                except ValueError as exc:
+                    raise ConfigError(f"{k}.range: {exc}") from None
+        else:
+            value = parse_rate(spec, k)
+        targets.append(Target(metric, value, rng))
+    return tuple(targets)
+
+
+def _apply_settings(base: GroupSettings, raw: Mapping[str, Any], prefix: str) -> GroupSettings:
+    allowed = SETTING_KEYS | (GROUP_ONLY_KEYS if prefix.startswith("groups.") else set())
+    for k in raw:
+        if k not in allowed:
+            raise ConfigError(f"{prefix}.{k}: unknown key")
+    changes: dict[str, Any] = {}
+    for k, v in raw.items():
+        key = f"{prefix}.{k}"
+        if k == "timezone":
+            try:
+                ZoneInfo(str(v))
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ConfigError(
+                    f"{key}: unknown timezone {v!r}; use an IANA name like \"Asia/Shanghai\""
+                ) from None
+            changes["timezone"] = str(v)
+        elif k == "language":
+            if v not in ("zh", "en"):
+                raise ConfigError(f"{key}: expected \"zh\" or \"en\", got {v!r}")
+            changes["language"] = v
+        elif k == "digest_time":
+            changes["digest_time"] = parse_clock(v, key)
+        elif k == "digest_to":
+            changes["digest_to"] = parse_digest_to(v, key)
+        elif k in ("digest_chart", "public_commands"):
+            if not isinstance(v, bool):
+                raise ConfigError(f"{key}: expected true or false")
+            changes[k] = v
+        elif k == "windows":
+            if not isinstance(v, list) or not v or not all(
+                isinstance(w, str) and WINDOW_RE.match(w) for w in v
+            ):
+                raise ConfigError(f"{key}: expected a list like [\"1h\", \"day0\", \"day1\"]")
+            changes["windows"] = tuple(dict.fromkeys(v))
+        elif k == "question_markers":
+            if not isinstance(v, list) or not all(isinstance(w, str) and w.strip() for w in v):
+                raise ConfigError(f"{key}: expected a list of strings")
+            changes["question_markers"] = tuple(v)
+        elif k == "discussion_window":
+            changes["discussion_window_s"] = parse_duration_s(v, key)
+        elif k == "alert_interval":
+            changes["alert_interval_s"] = parse_duration_s(v, key)
+        elif k == "min_sample":
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"{key}: expected a positive whole number")
+            changes["min_sample"] = v
+        elif k == "targets":
+            changes["targets"] = _parse_targets(v, key)
+        elif k == "hosts":
+            if not isinstance(v, list) or not all(
+                isinstance(h, int) and not isinstance(h, bool) for h in v
+            ):
+                raise ConfigError(f"{key}: expected a list of Telegram user ids")
+            changes["hosts"] = frozenset(v)
+        elif k == "campaign_start":
+            changes["campaign_start"] = _parse_date(v, key)
+    return replace(base, **changes)
+
+
+def parse_clock(value: Any, key: str) -> time:
+    if isinstance(value, time):
+        return value
+    if isinstance(value, str):
+        m = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value.strip())
+        if m:
+            return time(int(m.group(1)), int(m.group(2)))
+    raise ConfigError(f"{key}: expected a time of day like \"09:00\", got {value!r}")
+
+
+def parse_digest_to(value: Any, key: str) -> str:
+    if value in ("group", "admins"):
+        return str(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+        return value.strip()
+    raise ConfigError(f"{key}: expected \"group\", \"admins\" or a chat id, got {value!r}")
+
+
+def _parse_date(value: Any, key: str) -> str:
+    from datetime import date
+
+    if isinstance(value, date):
+        return value.isoformat()
+    try:
+        return date.fromisoformat(str(value)).isoformat()
+    except ValueError:
+        raise ConfigError(f"{key}: expected a date like 2026-11-01, got {value!r}") from None
+
+
+def _section(raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = raw.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name}: expected a table [{name}]")
+    return value
+
+
+def config_from_mapping(raw: Mapping[str, Any], source: str | None = None) -> Config:
+    for k in raw:
+        if k not in ("telegram", "storage", "defaults", "groups"):
+            raise ConfigError(f"{k}: unknown key (expected [telegram], [storage], [defaults], [groups])")
+    tg, st = _section(raw, "telegram"), _section(raw, "storage")
+    for k in tg:
+        if k not in TELEGRAM_KEYS:
+            raise ConfigError(f"telegram.{k}: unknown key")
+    for k in st:
+        if k not in STORAGE_KEYS:
+            raise ConfigError(f"storage.{k}: unknown key")
+    api = str(tg.get("api_base_url", DEFAULT_API_BASE_URL)).rstrip("/")
+    if not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", api):
+        raise ConfigError(f"telegram.api_base_url: expected an http(s) URL, got {api!r}")
+    mode = tg.get("mode", "polling")
+    if mode not in ("polling", "webhook"):
+        raise ConfigError(f"telegram.mode: expected \"polling\" or \"webhook\", got {mode!r}")
+    webhook_url = tg.get("webhook_url")
+    if mode == "webhook" and not webhook_url:
+        raise ConfigError("telegram.webhook_url: required when telegram.mode = \"webhook\"")
+    port = tg.get("webhook_port", 8443)
+    if not isinstance(port, int) or not 0 < port < 65536:
+        raise ConfigError("telegram.webhook_port: expected a port number")
+    token = tg.get("token") or os.environ.get("OPSBOT_TOKEN") or None
+    if token is not None and not re.fullmatch(r"\d+:[\w-]+", str(token)):
+        raise ConfigError("telegram.token: does not look like a bot token (digits:letters)")
+    url = normalize_db_url(str(st.get("url", DEFAULT_DB_URL)))
+    defaults = _apply_settings(GroupSettings(), _section(raw, "defaults"), "defaults")
+    groups: dict[int, GroupSettings] = {}
+    for chat_key, section in _section(raw, "groups").items():
+        if not re.fullmatch(r"-?\d+", str(chat_key)):
+            raise ConfigError(f"groups.{chat_key}: expected a numeric chat id like \"-1001234\"")
+        if not isinstance(section, dict):
+            raise ConfigError(f"groups.{chat_key}: expected a table")
+        groups[int(chat_key)] = _apply_settings(defaults, section, f"groups.\"{chat_key}\"")
+    return Config(
+        token=str(token) if token else None,
+        api_base_url=api,
+        mode=str(mode),
+        webhook_url=webhook_url,
+        webhook_listen=str(tg.get("webhook_listen", "127.0.0.1")),
+        webhook_port=port,
+        storage_url=url,
+        defaults=defaults,
+        groups=groups,
+        source=source,
+    )
+
+
+def config_path(explicit: str | None) -> Path | None:
+    """--config, then OPSBOT_CONFIG, then ./config.toml if present (SPEC 10)."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("OPSBOT_CONFIG"):
+        return Path(os.environ["OPSBOT_CONFIG"])
+    default = Path("config.toml")
+    return default if default.exists() else None
+
+
+def load_config(explicit: str | None = None) -> Config:
+    path = config_path(explicit)
+    if path is None:
+        return config_from_mapping({})
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found (--config / OPSBOT_CONFIG)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return config_from_mapping(raw, source=str(path))

@@ -1,0 +1,162 @@
+"""Tables, unique keys and indexes. Times are UTC unix seconds (`ts`), never local time.
+
+No message text is stored anywhere (SPEC 11).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments INTEGER PRIMARY KEY columns.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Chat(Base):
+    """A group the bot has seen; settings changed in chat override the config file."""
+
+    __tablename__ = "chats"
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    title: Mapped[str | None] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(16), default="supergroup")
+    linked_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    # SPEC 9: the baseline is anchored at the bot's addition (or the first tracked event)
+    tracking_start_ts: Mapped[int | None] = mapped_column(BigInteger)
+    baseline_count: Mapped[int] = mapped_column(Integer, default=0)
+    bot_status: Mapped[str | None] = mapped_column(String(16))
+    bot_is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    migrated_to_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    # settings changed with /settings; NULL = from the config file
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    language: Mapped[str | None] = mapped_column(String(8))
+    digest_time: Mapped[str | None] = mapped_column(String(5))
+    digest_to: Mapped[str | None] = mapped_column(String(32))
+
+
+class User(Base):
+    __tablename__ = "users"
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    is_bot: Mapped[bool] = mapped_column(Boolean, default=False)
+    first_name: Mapped[str | None] = mapped_column(String(255))
+    username: Mapped[str | None] = mapped_column(String(64))
+
+
+class MembershipEventRow(Base):
+    """One join or leave, deduplicated across sources (SPEC 2)."""
+
+    __tablename__ = "membership_events"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(5))  # join | leave
+    ts: Mapped[int] = mapped_column(BigInteger)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    source: Mapped[str] = mapped_column(String(16))  # chat_member | service | import
+    invite_link: Mapped[str | None] = mapped_column(String(255))
+    invite_link_name: Mapped[str | None] = mapped_column(String(64))
+    via_join_request: Mapped[bool] = mapped_column(Boolean, default=False)
+    __table_args__ = (
+        UniqueConstraint("chat_id", "user_id", "kind", "ts"),
+        Index(None, "chat_id", "ts"),
+        Index(None, "chat_id", "user_id", "ts"),
+    )
+
+
+class HostEventRow(Base):
+    """A change of a user's admin/host status in a group, stored only when it changes."""
+
+    __tablename__ = "host_events"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    ts: Mapped[int] = mapped_column(BigInteger)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    is_host: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(16))
+    __table_args__ = (
+        UniqueConstraint("chat_id", "user_id", "ts", "is_host"),
+        Index(None, "chat_id", "user_id", "ts"),
+    )
+
+
+class ManualHost(Base):
+    """Hosts added with /hosts add (config hosts live in the config file)."""
+
+    __tablename__ = "manual_hosts"
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    added_ts: Mapped[int] = mapped_column(BigInteger)
+
+
+class MessageRow(Base):
+    """A non-service message without its text: sender, time, reply target, derived flags."""
+
+    __tablename__ = "messages"
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    message_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    ts: Mapped[int] = mapped_column(BigInteger)
+    role: Mapped[str] = mapped_column(String(8))  # host | member | bot | other
+    sender_id: Mapped[int | None] = mapped_column(BigInteger)
+    sender_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    reply_to_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    reply_to_sender_id: Mapped[int | None] = mapped_column(BigInteger)
+    is_question: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_response: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_discussion: Mapped[bool] = mapped_column(Boolean, default=False)
+    __table_args__ = (Index(None, "chat_id", "ts"),)
+
+
+class ActivityRow(Base):
+    """`user_id` counts as active at `level` on the local day of `ts` through `message_id`."""
+
+    __tablename__ = "activity"
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    level: Mapped[str] = mapped_column(String(12), primary_key=True)
+    message_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    ts: Mapped[int] = mapped_column(BigInteger)
+    __table_args__ = (Index(None, "chat_id", "level", "ts", "user_id"),)
+
+
+class MemberCount(Base):
+    """getChatMemberCount readings (baseline and daily drift checks)."""
+
+    __tablename__ = "member_counts"
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    ts: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(Integer)
+    __table_args__ = (Index(None, "chat_id", "ts"),)
+
+
+class ChatTarget(Base):
+    """A target set in chat with /settarget; value NULL = switched off (wins over config)."""
+
+    __tablename__ = "chat_targets"
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    metric: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[float | None] = mapped_column(Float)
+    range: Mapped[str | None] = mapped_column(String(16))
+    set_by: Mapped[int | None] = mapped_column(BigInteger)
+    ts: Mapped[int] = mapped_column(BigInteger)
