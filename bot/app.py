@@ -54,7 +54,8 @@ def register(application: OpsApplication) -> None:
     )
     application.add_handler(
         MessageHandler(
-            groups & (filters.StatusUpdate.NEW_CHAT_MEMBERS | filters.StatusUpdate.LEFT_CHAT_MEMBER),
+            groups
+            & (filters.StatusUpdate.NEW_CHAT_MEMBERS | filters.StatusUpdate.LEFT_CHAT_MEMBER),
             membership.on_service_members,
         ),
         group=-1,
@@ -64,8 +65,9 @@ def register(application: OpsApplication) -> None:
     )
     # edited messages are deliberately not handled: edits never count twice (SPEC 4)
     application.add_handler(
-        MessageHandler(groups & filters.UpdateType.MESSAGE & ~filters.StatusUpdate.ALL,
-                       messages.on_post),
+        MessageHandler(
+            groups & filters.UpdateType.MESSAGE & ~filters.StatusUpdate.ALL, messages.on_post
+        ),
         group=-1,
     )
     # group 0: commands
@@ -133,7 +135,9 @@ async def _post_shutdown(application: Application[Any, Any, Any, Any, Any, Any])
 
 
 @asynccontextmanager
-async def running(application: OpsApplication, *, poll_timeout: int = 10) -> AsyncIterator[OpsApplication]:
+async def running(
+    application: OpsApplication, *, poll_timeout: int = 10
+) -> AsyncIterator[OpsApplication]:
     """Start the application exactly as `opsbot run` does; stop it on exit."""
     config: Config = application.bot_data["config"]
     await application.initialize()
@@ -144,8 +148,10 @@ async def running(application: OpsApplication, *, poll_timeout: int = 10) -> Asy
         if config.mode == "webhook":
             assert config.webhook_url is not None
             await application.updater.start_webhook(
-                listen=config.webhook_listen, port=config.webhook_port,
-                url_path="telegram", webhook_url=config.webhook_url,
+                listen=config.webhook_listen,
+                port=config.webhook_port,
+                url_path="telegram",
+                webhook_url=config.webhook_url,
                 allowed_updates=Update.ALL_TYPES,
             )
         else:

@@ -1,4 +1,4 @@
-"""Pure, Telegram-free rules: who a post's sender is (SPEC 2, 9) and what is a question (SPEC 4)."""
+"""Pure, Telegram-free rules: who sent a post (SPEC 2, 9) and what is a question (SPEC 4)."""
 
 from __future__ import annotations
 
@@ -30,8 +30,9 @@ class Sender:
     is_automatic_forward: bool = False
 
 
-def sender_role(sender: Sender, chat_id: int, linked_chat_id: int | None,
-                hosts: frozenset[int] | set[int]) -> Role:
+def sender_role(
+    sender: Sender, chat_id: int, linked_chat_id: int | None, hosts: frozenset[int] | set[int]
+) -> Role:
     """Host, member, bot or other for a post in `chat_id`, given the hosts at that moment."""
     if sender.sender_chat_id is not None:  # SPEC 9: sender_chat rules come first
         if sender.sender_chat_id == chat_id or sender.is_automatic_forward:

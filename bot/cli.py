@@ -15,8 +15,11 @@ log = logging.getLogger("opsbot")
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE",
-                   help="TOML config file (default: $OPSBOT_CONFIG, then ./config.toml)")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML config file (default: $OPSBOT_CONFIG, then ./config.toml)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,8 +44,11 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     from bot.app import build_application, run_until
 
     if not config.token:
-        print("opsbot: telegram.token is not set: put it in the config file "
-              "([telegram] token) or in OPSBOT_TOKEN", file=sys.stderr)
+        print(
+            "opsbot: telegram.token is not set: put it in the config file "
+            "([telegram] token) or in OPSBOT_TOKEN",
+            file=sys.stderr,
+        )
         return 2
 
     async def main() -> None:
@@ -74,7 +80,9 @@ def cmd_db(args: argparse.Namespace, config: Config) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     # httpx logs every request URL, and those URLs contain the bot token
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)

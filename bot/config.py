@@ -128,7 +128,7 @@ def parse_duration_s(value: Any, key: str) -> int:
         if m and int(m.group(1)) > 0:
             unit = (m.group(2) or "s")[0]
             return int(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[unit]
-    raise ConfigError(f"{key}: expected a duration such as 600, \"10m\" or \"1h\", got {value!r}")
+    raise ConfigError(f'{key}: expected a duration such as 600, "10m" or "1h", got {value!r}')
 
 
 def parse_rate(value: Any, key: str) -> float:
@@ -138,11 +138,13 @@ def parse_rate(value: Any, key: str) -> float:
         try:
             number = float(text.removesuffix("%")) / (100 if text.endswith("%") else 1)
         except ValueError:
-            raise ConfigError(f"{key}: expected a rate such as 0.8 or \"80%\", got {value!r}") from None
+            raise ConfigError(
+                f'{key}: expected a rate such as 0.8 or "80%", got {value!r}'
+            ) from None
     elif isinstance(value, int | float) and not isinstance(value, bool):
         number = float(value)
     else:
-        raise ConfigError(f"{key}: expected a rate such as 0.8 or \"80%\", got {value!r}")
+        raise ConfigError(f'{key}: expected a rate such as 0.8 or "80%", got {value!r}')
     if number > 1 and not isinstance(value, str):
         number /= 100
     if not 0 <= number <= 1:
@@ -194,12 +196,12 @@ def _apply_settings(base: GroupSettings, raw: Mapping[str, Any], prefix: str) ->
                 ZoneInfo(str(v))
             except (ZoneInfoNotFoundError, ValueError):
                 raise ConfigError(
-                    f"{key}: unknown timezone {v!r}; use an IANA name like \"Asia/Shanghai\""
+                    f'{key}: unknown timezone {v!r}; use an IANA name like "Asia/Shanghai"'
                 ) from None
             changes["timezone"] = str(v)
         elif k == "language":
             if v not in ("zh", "en"):
-                raise ConfigError(f"{key}: expected \"zh\" or \"en\", got {v!r}")
+                raise ConfigError(f'{key}: expected "zh" or "en", got {v!r}')
             changes["language"] = v
         elif k == "digest_time":
             changes["digest_time"] = parse_clock(v, key)
@@ -210,10 +212,12 @@ def _apply_settings(base: GroupSettings, raw: Mapping[str, Any], prefix: str) ->
                 raise ConfigError(f"{key}: expected true or false")
             changes[k] = v
         elif k == "windows":
-            if not isinstance(v, list) or not v or not all(
-                isinstance(w, str) and WINDOW_RE.match(w) for w in v
+            if (
+                not isinstance(v, list)
+                or not v
+                or not all(isinstance(w, str) and WINDOW_RE.match(w) for w in v)
             ):
-                raise ConfigError(f"{key}: expected a list like [\"1h\", \"day0\", \"day1\"]")
+                raise ConfigError(f'{key}: expected a list like ["1h", "day0", "day1"]')
             changes["windows"] = tuple(dict.fromkeys(v))
         elif k == "question_markers":
             if not isinstance(v, list) or not all(isinstance(w, str) and w.strip() for w in v):
@@ -247,7 +251,7 @@ def parse_clock(value: Any, key: str) -> time:
         m = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value.strip())
         if m:
             return time(int(m.group(1)), int(m.group(2)))
-    raise ConfigError(f"{key}: expected a time of day like \"09:00\", got {value!r}")
+    raise ConfigError(f'{key}: expected a time of day like "09:00", got {value!r}')
 
 
 def parse_digest_to(value: Any, key: str) -> str:
@@ -257,7 +261,7 @@ def parse_digest_to(value: Any, key: str) -> str:
         return str(value)
     if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
         return value.strip()
-    raise ConfigError(f"{key}: expected \"group\", \"admins\" or a chat id, got {value!r}")
+    raise ConfigError(f'{key}: expected "group", "admins" or a chat id, got {value!r}')
 
 
 def _parse_date(value: Any, key: str) -> str:
@@ -281,7 +285,9 @@ def _section(raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:
 def config_from_mapping(raw: Mapping[str, Any], source: str | None = None) -> Config:
     for k in raw:
         if k not in ("telegram", "storage", "defaults", "groups"):
-            raise ConfigError(f"{k}: unknown key (expected [telegram], [storage], [defaults], [groups])")
+            raise ConfigError(
+                f"{k}: unknown key (expected [telegram], [storage], [defaults], [groups])"
+            )
     tg, st = _section(raw, "telegram"), _section(raw, "storage")
     for k in tg:
         if k not in TELEGRAM_KEYS:
@@ -294,10 +300,10 @@ def config_from_mapping(raw: Mapping[str, Any], source: str | None = None) -> Co
         raise ConfigError(f"telegram.api_base_url: expected an http(s) URL, got {api!r}")
     mode = tg.get("mode", "polling")
     if mode not in ("polling", "webhook"):
-        raise ConfigError(f"telegram.mode: expected \"polling\" or \"webhook\", got {mode!r}")
+        raise ConfigError(f'telegram.mode: expected "polling" or "webhook", got {mode!r}')
     webhook_url = tg.get("webhook_url")
     if mode == "webhook" and not webhook_url:
-        raise ConfigError("telegram.webhook_url: required when telegram.mode = \"webhook\"")
+        raise ConfigError('telegram.webhook_url: required when telegram.mode = "webhook"')
     port = tg.get("webhook_port", 8443)
     if not isinstance(port, int) or not 0 < port < 65536:
         raise ConfigError("telegram.webhook_port: expected a port number")
@@ -309,10 +315,10 @@ def config_from_mapping(raw: Mapping[str, Any], source: str | None = None) -> Co
     groups: dict[int, GroupSettings] = {}
     for chat_key, section in _section(raw, "groups").items():
         if not re.fullmatch(r"-?\d+", str(chat_key)):
-            raise ConfigError(f"groups.{chat_key}: expected a numeric chat id like \"-1001234\"")
+            raise ConfigError(f'groups.{chat_key}: expected a numeric chat id like "-1001234"')
         if not isinstance(section, dict):
             raise ConfigError(f"groups.{chat_key}: expected a table")
-        groups[int(chat_key)] = _apply_settings(defaults, section, f"groups.\"{chat_key}\"")
+        groups[int(chat_key)] = _apply_settings(defaults, section, f'groups."{chat_key}"')
     return Config(
         token=str(token) if token else None,
         api_base_url=api,

@@ -72,4 +72,6 @@ class AppContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], d
         return hosts
 
 
-OpsApplication = Application[ExtBot[None], AppContext, dict[Any, Any], dict[Any, Any], dict[Any, Any], Any]
+OpsApplication = Application[
+    ExtBot[None], AppContext, dict[Any, Any], dict[Any, Any], dict[Any, Any], Any
+]

@@ -48,4 +48,4 @@ def parse_range(text: str) -> str:
     m = re.fullmatch(r"(\d+)\s*-\s*(\d+)", t)
     if m and 1 <= int(m.group(1)) <= int(m.group(2)):
         return f"{int(m.group(1))}-{int(m.group(2))}"
-    raise ValueError(f"range {text!r}: expected \"last N\" (days) or \"A-B\" (campaign days)")
+    raise ValueError(f'range {text!r}: expected "last N" (days) or "A-B" (campaign days)')

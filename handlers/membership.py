@@ -21,8 +21,12 @@ def _in_group(member: ChatMember) -> bool:
 def status_change(cmu: ChatMemberUpdated) -> tuple[bool, bool, bool, bool]:
     """(was in group, is in group, was admin, is admin) — PTB's extract_status_change idea."""
     old, new = cmu.old_chat_member, cmu.new_chat_member
-    return (_in_group(old), _in_group(new), old.status in ADMIN_STATUSES,
-            new.status in ADMIN_STATUSES)
+    return (
+        _in_group(old),
+        _in_group(new),
+        old.status in ADMIN_STATUSES,
+        new.status in ADMIN_STATUSES,
+    )
 
 
 async def on_chat_member(update: Update, context: AppContext) -> None:
@@ -36,15 +40,22 @@ async def on_chat_member(update: Update, context: AppContext) -> None:
     seq = update.update_id
     # host status first: a user who joins as an admin is a host at their join (SPEC 2)
     if was_admin != is_admin and not user.is_bot:
-        await note_host_change(context, HostChange(chat_id, user.id, cmu.date, is_admin, seq,
-                                                   "chat_member"))
+        await note_host_change(
+            context, HostChange(chat_id, user.id, cmu.date, is_admin, seq, "chat_member")
+        )
     if was_in != is_in:
         link = cmu.invite_link
-        await context.repo.record_membership(MembershipEvent(
-            chat_id, user.id, MemberKind.JOIN if is_in else MemberKind.LEAVE, cmu.date, seq,
-            "chat_member",
-            invite_link=(link.name or link.invite_link) if link is not None else None,
-        ))
+        await context.repo.record_membership(
+            MembershipEvent(
+                chat_id,
+                user.id,
+                MemberKind.JOIN if is_in else MemberKind.LEAVE,
+                cmu.date,
+                seq,
+                "chat_member",
+                invite_link=(link.name or link.invite_link) if link is not None else None,
+            )
+        )
 
 
 async def on_my_chat_member(update: Update, context: AppContext) -> None:
@@ -57,8 +68,9 @@ async def on_my_chat_member(update: Update, context: AppContext) -> None:
     await context.repo.ensure_chat(chat.id, chat.title, chat.type)
     if is_in:
         await start_tracking(context, chat, cmu.date)
-        await context.repo.update_chat(chat.id, bot_status=cmu.new_chat_member.status,
-                                       bot_is_admin=is_admin)
+        await context.repo.update_chat(
+            chat.id, bot_status=cmu.new_chat_member.status, bot_is_admin=is_admin
+        )
         if is_admin:
             await refresh_admins(context.bot, context.repo, chat.id, cmu.date)
             context.host_cache.forget(chat.id)
@@ -81,8 +93,14 @@ async def on_service_members(update: Update, context: AppContext) -> None:
     people = [*joined, *([left] if left else [])]
     await context.repo.record_users((u.id, u.is_bot, u.first_name, u.username) for u in people)
     for user in joined:
-        await context.repo.record_membership(MembershipEvent(
-            msg.chat.id, user.id, MemberKind.JOIN, msg.date, msg.message_id, "service"))
+        await context.repo.record_membership(
+            MembershipEvent(
+                msg.chat.id, user.id, MemberKind.JOIN, msg.date, msg.message_id, "service"
+            )
+        )
     if left is not None:
-        await context.repo.record_membership(MembershipEvent(
-            msg.chat.id, left.id, MemberKind.LEAVE, msg.date, msg.message_id, "service"))
+        await context.repo.record_membership(
+            MembershipEvent(
+                msg.chat.id, left.id, MemberKind.LEAVE, msg.date, msg.message_id, "service"
+            )
+        )

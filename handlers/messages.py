@@ -27,10 +27,18 @@ def sender_of(msg: Message) -> Sender:
 def is_service(msg: Message) -> bool:
     """Service messages are not messages (SPEC 4): nothing to reply to or answer."""
     return bool(
-        msg.new_chat_members or msg.left_chat_member or msg.new_chat_title
-        or msg.new_chat_photo or msg.delete_chat_photo or msg.group_chat_created
-        or msg.supergroup_chat_created or msg.migrate_to_chat_id or msg.migrate_from_chat_id
-        or msg.pinned_message or msg.forum_topic_created or msg.video_chat_started
+        msg.new_chat_members
+        or msg.left_chat_member
+        or msg.new_chat_title
+        or msg.new_chat_photo
+        or msg.delete_chat_photo
+        or msg.group_chat_created
+        or msg.supergroup_chat_created
+        or msg.migrate_to_chat_id
+        or msg.migrate_from_chat_id
+        or msg.pinned_message
+        or msg.forum_topic_created
+        or msg.video_chat_started
     )
 
 
@@ -59,8 +67,9 @@ async def on_post(update: Update, context: AppContext) -> None:
         is_question=role == Role.MEMBER
         and is_question(msg.text or msg.caption, settings.question_markers),
     )
-    await context.repo.record_post(post, reply_target(msg, linked, hosts),
-                                   settings.discussion_window_s)
+    await context.repo.record_post(
+        post, reply_target(msg, linked, hosts), settings.discussion_window_s
+    )
 
 
 def reply_target(msg: Message, linked: int | None, hosts: frozenset[int]) -> ReplyTarget | None:

@@ -105,8 +105,9 @@ class Repo:
         async with self.engine.begin() as conn:
             await conn.execute(
                 self._insert(Chat)
-                .values(chat_id=chat_id, title=title, type=type_, baseline_count=0,
-                        bot_is_admin=False)
+                .values(
+                    chat_id=chat_id, title=title, type=type_, baseline_count=0, bot_is_admin=False
+                )
                 .on_conflict_do_nothing(index_elements=["chat_id"])
             )
             if title is not None:
@@ -124,12 +125,18 @@ class Repo:
         m = row._mapping
         start = m["tracking_start_ts"]
         return ChatInfo(
-            chat_id=m["chat_id"], title=m["title"], type=m["type"],
+            chat_id=m["chat_id"],
+            title=m["title"],
+            type=m["type"],
             linked_chat_id=m["linked_chat_id"],
             tracking_start_utc=from_ts(start) if start is not None else None,
-            baseline_count=m["baseline_count"], bot_status=m["bot_status"],
-            bot_is_admin=m["bot_is_admin"], migrated_to_chat_id=m["migrated_to_chat_id"],
-            timezone=m["timezone"], language=m["language"], digest_time=m["digest_time"],
+            baseline_count=m["baseline_count"],
+            bot_status=m["bot_status"],
+            bot_is_admin=m["bot_is_admin"],
+            migrated_to_chat_id=m["migrated_to_chat_id"],
+            timezone=m["timezone"],
+            language=m["language"],
+            digest_time=m["digest_time"],
             digest_to=m["digest_to"],
         )
 
@@ -165,7 +172,9 @@ class Repo:
                 self._insert(MemberCount).values(chat_id=chat_id, ts=to_ts(ts_utc), count=count)
             )
 
-    async def record_users(self, users: Iterable[tuple[int, bool, str | None, str | None]]) -> None:
+    async def record_users(
+        self, users: Iterable[tuple[int, bool, str | None, str | None]]
+    ) -> None:
         """(user_id, is_bot, first_name, username); names kept for host lists and imports."""
         rows = [
             {"user_id": u, "is_bot": b, "first_name": f, "username": n} for u, b, f, n in users
@@ -200,8 +209,13 @@ class Repo:
             result = await conn.execute(
                 self._insert(MembershipEventRow)
                 .values(
-                    chat_id=ev.chat_id, user_id=ev.user_id, kind=str(ev.kind), ts=ts,
-                    seq=ev.seq, source=ev.source, invite_link=ev.invite_link,
+                    chat_id=ev.chat_id,
+                    user_id=ev.user_id,
+                    kind=str(ev.kind),
+                    ts=ts,
+                    seq=ev.seq,
+                    source=ev.source,
+                    invite_link=ev.invite_link,
                 )
                 .on_conflict_do_nothing()
             )
@@ -255,8 +269,14 @@ class Repo:
         await conn.execute(
             self._insert(HostEventRow).on_conflict_do_nothing(),
             [
-                {"chat_id": c.chat_id, "user_id": c.user_id, "ts": to_ts(c.ts_utc),
-                 "seq": c.seq, "is_host": c.is_host, "source": c.source}
+                {
+                    "chat_id": c.chat_id,
+                    "user_id": c.user_id,
+                    "ts": to_ts(c.ts_utc),
+                    "seq": c.seq,
+                    "is_host": c.is_host,
+                    "source": c.source,
+                }
                 for c in changes
             ],
         )
@@ -268,7 +288,9 @@ class Repo:
             )
             return set(rows.scalars())
 
-    async def set_manual_host(self, chat_id: int, user_id: int, on: bool, ts_utc: datetime) -> None:
+    async def set_manual_host(
+        self, chat_id: int, user_id: int, on: bool, ts_utc: datetime
+    ) -> None:
         async with self.engine.begin() as conn:
             if on:
                 await conn.execute(
@@ -294,11 +316,17 @@ class Repo:
             result = await conn.execute(
                 self._insert(MessageRow)
                 .values(
-                    chat_id=post.chat_id, message_id=post.message_id, ts=ts, role=str(post.role),
-                    sender_id=post.sender_id, sender_chat_id=post.sender_chat_id,
+                    chat_id=post.chat_id,
+                    message_id=post.message_id,
+                    ts=ts,
+                    role=str(post.role),
+                    sender_id=post.sender_id,
+                    sender_chat_id=post.sender_chat_id,
                     reply_to_message_id=reply.message_id if reply else None,
                     reply_to_sender_id=reply.sender_id if reply else None,
-                    is_question=post.is_question, is_response=False, is_discussion=False,
+                    is_question=post.is_question,
+                    is_response=False,
+                    is_discussion=False,
                 )
                 .on_conflict_do_nothing()
             )
@@ -325,19 +353,29 @@ class Repo:
             )
         ).first()
         if stored is not None:  # the role at the time the target was sent wins
-            reply = ReplyTarget(reply.message_id, from_ts(stored.ts), Role(stored.role),
-                                stored.sender_id)
+            reply = ReplyTarget(
+                reply.message_id, from_ts(stored.ts), Role(stored.role), stored.sender_id
+            )
         assert post.sender_id is not None
         if reply.role == Role.HOST:
-            return [ActivityMark(post.chat_id, post.sender_id, Level.RESPONSE, post.ts_utc,
-                                 post.message_id)]
+            return [
+                ActivityMark(
+                    post.chat_id, post.sender_id, Level.RESPONSE, post.ts_utc, post.message_id
+                )
+            ]
         if reply.role == Role.MEMBER and reply.sender_id not in (None, post.sender_id):
             assert reply.sender_id is not None
             return [
-                ActivityMark(post.chat_id, post.sender_id, Level.INTERACTION, post.ts_utc,
-                             post.message_id),
-                ActivityMark(post.chat_id, reply.sender_id, Level.INTERACTION, reply.ts_utc,
-                             reply.message_id),
+                ActivityMark(
+                    post.chat_id, post.sender_id, Level.INTERACTION, post.ts_utc, post.message_id
+                ),
+                ActivityMark(
+                    post.chat_id,
+                    reply.sender_id,
+                    Level.INTERACTION,
+                    reply.ts_utc,
+                    reply.message_id,
+                ),
             ]
         return []
 
@@ -351,14 +389,21 @@ class Repo:
         )
         recent = (
             await conn.execute(
-                select(MessageRow.message_id, MessageRow.ts, MessageRow.sender_id,
-                       MessageRow.role, MessageRow.is_question)
+                select(
+                    MessageRow.message_id,
+                    MessageRow.ts,
+                    MessageRow.sender_id,
+                    MessageRow.role,
+                    MessageRow.is_question,
+                )
                 .where(
                     MessageRow.chat_id == post.chat_id,
                     MessageRow.ts >= ts - window_s,
                     before_post,
-                    or_(MessageRow.role == Role.HOST,
-                        and_(MessageRow.is_question, MessageRow.role == Role.MEMBER)),
+                    or_(
+                        MessageRow.role == Role.HOST,
+                        and_(MessageRow.is_question, MessageRow.role == Role.MEMBER),
+                    ),
                 )
                 .order_by(MessageRow.ts, MessageRow.message_id)
             )
@@ -387,16 +432,23 @@ class Repo:
         await conn.execute(
             self._insert(ActivityRow).on_conflict_do_nothing(),
             [
-                {"chat_id": m.chat_id, "level": str(m.level), "message_id": m.message_id,
-                 "user_id": m.user_id, "ts": to_ts(m.ts_utc)}
+                {
+                    "chat_id": m.chat_id,
+                    "level": str(m.level),
+                    "message_id": m.message_id,
+                    "user_id": m.user_id,
+                    "ts": to_ts(m.ts_utc),
+                }
                 for m in marks
             ],
         )
         flag = "is_response" if marks[0].level == Level.RESPONSE else "is_discussion"
         await conn.execute(
             update(MessageRow)
-            .where(MessageRow.chat_id == post.chat_id,
-                   MessageRow.message_id.in_([m.message_id for m in marks]))
+            .where(
+                MessageRow.chat_id == post.chat_id,
+                MessageRow.message_id.in_([m.message_id for m in marks]),
+            )
             .values({flag: True})
         )
 
@@ -405,10 +457,13 @@ class Repo:
     ) -> list[ActivityMark]:
         async with self.engine.connect() as conn:
             rows = await conn.execute(
-                select(ActivityRow.user_id, ActivityRow.level, ActivityRow.ts,
-                       ActivityRow.message_id)
-                .where(ActivityRow.chat_id == chat_id,
-                       ActivityRow.ts >= to_ts(start_utc), ActivityRow.ts < to_ts(end_utc))
+                select(
+                    ActivityRow.user_id, ActivityRow.level, ActivityRow.ts, ActivityRow.message_id
+                ).where(
+                    ActivityRow.chat_id == chat_id,
+                    ActivityRow.ts >= to_ts(start_utc),
+                    ActivityRow.ts < to_ts(end_utc),
+                )
             )
             return [
                 ActivityMark(chat_id, u, Level(level), from_ts(ts), mid)
@@ -429,15 +484,25 @@ class Repo:
                 return False
             await conn.execute(
                 self._insert(Chat)
-                .values(chat_id=new_id, title=old.title, type="supergroup",
-                        baseline_count=old.baseline_count, bot_is_admin=old.bot_is_admin,
-                        bot_status=old.bot_status, tracking_start_ts=old.tracking_start_ts,
-                        timezone=old.timezone, language=old.language,
-                        digest_time=old.digest_time, digest_to=old.digest_to)
+                .values(
+                    chat_id=new_id,
+                    title=old.title,
+                    type="supergroup",
+                    baseline_count=old.baseline_count,
+                    bot_is_admin=old.bot_is_admin,
+                    bot_status=old.bot_status,
+                    tracking_start_ts=old.tracking_start_ts,
+                    timezone=old.timezone,
+                    language=old.language,
+                    digest_time=old.digest_time,
+                    digest_to=old.digest_to,
+                )
                 .on_conflict_do_nothing(index_elements=["chat_id"])
             )
             await conn.execute(
-                update(Chat).where(Chat.chat_id == new_id).values(
+                update(Chat)
+                .where(Chat.chat_id == new_id)
+                .values(
                     tracking_start_ts=func.coalesce(
                         func.min(Chat.tracking_start_ts, old.tracking_start_ts)
                         if self.dialect == "sqlite"
@@ -452,21 +517,23 @@ class Repo:
                     update(model).where(model.chat_id == old_id).values(chat_id=new_id)
                 )
             await conn.execute(
-                update(MessageRow).where(MessageRow.chat_id == old_id).values(
+                update(MessageRow)
+                .where(MessageRow.chat_id == old_id)
+                .values(
                     chat_id=new_id,
                     message_id=-MessageRow.message_id,
                     reply_to_message_id=-MessageRow.reply_to_message_id,
                 )
             )
             await conn.execute(
-                update(ActivityRow).where(ActivityRow.chat_id == old_id).values(
-                    chat_id=new_id, message_id=-ActivityRow.message_id
-                )
+                update(ActivityRow)
+                .where(ActivityRow.chat_id == old_id)
+                .values(chat_id=new_id, message_id=-ActivityRow.message_id)
             )
             await conn.execute(
-                update(Chat).where(Chat.chat_id == old_id).values(
-                    migrated_to_chat_id=new_id, bot_status="migrated"
-                )
+                update(Chat)
+                .where(Chat.chat_id == old_id)
+                .values(migrated_to_chat_id=new_id, bot_status="migrated")
             )
             return True
 
@@ -474,9 +541,7 @@ class Repo:
         """Follow a group's migration to its supergroup, if any."""
         async with self.engine.connect() as conn:
             target = (
-                await conn.execute(
-                    select(Chat.migrated_to_chat_id).where(Chat.chat_id == chat_id)
-                )
+                await conn.execute(select(Chat.migrated_to_chat_id).where(Chat.chat_id == chat_id))
             ).scalar()
         return target if target is not None else chat_id
 
@@ -486,9 +551,14 @@ class Repo:
         async with self.engine.connect() as conn:
             chat = (await conn.execute(select(Chat).where(Chat.chat_id == chat_id))).first()
             mem = await conn.execute(
-                select(MembershipEventRow.user_id, MembershipEventRow.kind,
-                       MembershipEventRow.ts, MembershipEventRow.seq,
-                       MembershipEventRow.source, MembershipEventRow.invite_link)
+                select(
+                    MembershipEventRow.user_id,
+                    MembershipEventRow.kind,
+                    MembershipEventRow.ts,
+                    MembershipEventRow.seq,
+                    MembershipEventRow.source,
+                    MembershipEventRow.invite_link,
+                )
                 .where(MembershipEventRow.chat_id == chat_id)
                 .order_by(MembershipEventRow.ts, MembershipEventRow.seq, MembershipEventRow.id)
             )
@@ -497,8 +567,13 @@ class Repo:
                 for u, k, ts, seq, src, link in mem
             ]
             hosts = await conn.execute(
-                select(HostEventRow.user_id, HostEventRow.ts, HostEventRow.is_host,
-                       HostEventRow.seq, HostEventRow.source)
+                select(
+                    HostEventRow.user_id,
+                    HostEventRow.ts,
+                    HostEventRow.is_host,
+                    HostEventRow.seq,
+                    HostEventRow.source,
+                )
                 .where(HostEventRow.chat_id == chat_id)
                 .order_by(HostEventRow.ts, HostEventRow.seq, HostEventRow.id)
             )
@@ -507,11 +582,14 @@ class Repo:
             ]
             firsts = await conn.execute(
                 select(MessageRow.sender_id, func.min(MessageRow.ts))
-                .where(MessageRow.chat_id == chat_id, MessageRow.role == Role.MEMBER,
-                       MessageRow.sender_id.is_not(None))
+                .where(
+                    MessageRow.chat_id == chat_id,
+                    MessageRow.role == Role.MEMBER,
+                    MessageRow.sender_id.is_not(None),
+                )
                 .group_by(MessageRow.sender_id)
             )
-            first_post = {u: from_ts(ts) for u, ts in firsts}
+            first_post = {u: from_ts(ts) for u, ts in firsts if u is not None}
             people = {e.user_id for e in membership} | {h.user_id for h in host_changes}
             bots = await conn.execute(select(User.user_id).where(User.is_bot))
             bot_ids = frozenset(b for b in bots.scalars() if b in people)
@@ -534,8 +612,17 @@ class Repo:
         """Row counts per table (for tests and `opsbot db status`)."""
         out: dict[str, int] = {}
         async with self.engine.connect() as conn:
-            for model in (Chat, User, MembershipEventRow, HostEventRow, MessageRow, ActivityRow,
-                          MemberCount, ChatTarget, ManualHost):
+            for model in (
+                Chat,
+                User,
+                MembershipEventRow,
+                HostEventRow,
+                MessageRow,
+                ActivityRow,
+                MemberCount,
+                ChatTarget,
+                ManualHost,
+            ):
                 table: Table = model.__table__  # type: ignore[assignment]
                 n = (await conn.execute(select(func.count()).select_from(table))).scalar_one()
                 out[table.name] = n

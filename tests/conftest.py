@@ -23,7 +23,7 @@ DB_KINDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for key in ("OPSBOT_TOKEN", "OPSBOT_CONFIG"):
         monkeypatch.delenv(key, raising=False)
-    yield
+    return
 
 
 async def _admin_execute(sql: str) -> None:
@@ -54,7 +54,9 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         yield f"sqlite+aiosqlite:///{tmp_path / 'opsbot.db'}"
         return
     if not PG_URL:
-        pytest.skip("PostgreSQL: set OPSBOT_TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1/test)")
+        pytest.skip(
+            "PostgreSQL: set OPSBOT_TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1/test)"
+        )
     url, name = await fresh_pg_database()
     try:
         yield url

@@ -31,8 +31,9 @@ def leave(user: int, minutes: float, source: str = "chat_member", seq: int = 0) 
     return MembershipEvent(CHAT, user, MemberKind.LEAVE, at(minutes), seq, source)
 
 
-def post(mid: int, sender: int | None, minutes: float, role: Role = Role.MEMBER,
-         question: bool = False) -> Post:
+def post(
+    mid: int, sender: int | None, minutes: float, role: Role = Role.MEMBER, question: bool = False
+) -> Post:
     return Post(CHAT, mid, at(minutes), role, sender, is_question=question)
 
 
@@ -143,7 +144,10 @@ async def test_admin_sync_records_only_changes(repo: Repo) -> None:
     assert await repo.admin_hosts(CHAT) == {2, 3}
     changes = (await repo.history(CHAT)).host_changes
     assert [(c.ts_utc, c.user_id, c.is_host) for c in changes] == [
-        (at(0), 1, True), (at(0), 2, True), (at(2), 3, True), (at(2), 1, False)
+        (at(0), 1, True),
+        (at(0), 2, True),
+        (at(2), 3, True),
+        (at(2), 1, False),
     ]
     assert not await repo.set_host(HostChange(CHAT, 3, at(3), True))
 
@@ -158,7 +162,8 @@ async def test_migration_moves_everything_and_negates_old_message_ids(repo: Repo
     assert not await repo.migrate_chat(CHAT, -100777)
     moved = await repo.history(-100777)
     assert [e.user_id for e in moved.membership] == [1]
-    assert moved.baseline_count == 40 and moved.tracking_start_utc == at(0)
+    assert moved.baseline_count == 40
+    assert moved.tracking_start_utc == at(0)
     found = await repo.activity_marks(-100777, at(-1), at(100))
     assert {(m.user_id, m.message_id) for m in found} == {(5, -1), (6, -2)}
     assert (await repo.history(CHAT)).membership == []
