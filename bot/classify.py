@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from bot.events import Role
+from bot.events import ActivityMark, Level, Post, ReplyTarget, Role
 
 # Telegram's placeholder senders: the anonymous-admin bot, the channel bot, "Telegram" itself.
 GROUP_ANONYMOUS_BOT = 1087968824
@@ -78,3 +78,54 @@ def is_question(text: str | None, markers: Iterable[str]) -> bool:
         return True
     pattern = _marker_pattern(tuple(m for m in markers if m.strip()))
     return bool(pattern and pattern.search(stripped))
+
+
+def reply_marks(post: Post, target: ReplyTarget) -> list[ActivityMark]:
+    """Activity a member's reply causes (SPEC 4): a response, or discussion at both ends."""
+    if post.role != Role.MEMBER or post.sender_id is None:
+        return []
+    own = ActivityMark(post.chat_id, post.sender_id, Level.RESPONSE, post.ts_utc, post.message_id)
+    if target.role == Role.HOST:
+        return [own]
+    if target.role == Role.MEMBER and target.sender_id not in (None, post.sender_id):
+        assert target.sender_id is not None
+        return [
+            replace(own, level=Level.INTERACTION),
+            ActivityMark(
+                post.chat_id, target.sender_id, Level.INTERACTION, target.ts_utc, target.message_id
+            ),
+        ]
+    return []  # replies to oneself, to bots, to service messages make no one active
+
+
+def answer_marks(post: Post, recent: Iterable[Post], window_s: int) -> list[ActivityMark]:
+    """Questions a non-reply member post answers without the reply button (SPEC 4, 9).
+
+    `recent` are earlier posts of the chat in (ts, message_id) order, at least those of the
+    last `window_s` seconds; only host posts and member questions matter.
+    """
+    if post.role != Role.MEMBER or post.sender_id is None:
+        return []
+    open_questions: list[Post] = []
+    for earlier in recent:
+        if (post.ts_utc - earlier.ts_utc).total_seconds() > window_s:
+            continue
+        if earlier.role == Role.HOST:
+            open_questions.clear()  # any host post closes every window opened before it
+        elif (
+            earlier.role == Role.MEMBER
+            and earlier.is_question
+            and earlier.sender_id not in (None, post.sender_id)
+        ):
+            open_questions.append(earlier)
+    if not open_questions:
+        return []
+    marks = [
+        ActivityMark(post.chat_id, post.sender_id, Level.INTERACTION, post.ts_utc, post.message_id)
+    ]
+    for q in open_questions:
+        assert q.sender_id is not None
+        marks.append(
+            ActivityMark(post.chat_id, q.sender_id, Level.INTERACTION, q.ts_utc, q.message_id)
+        )
+    return marks

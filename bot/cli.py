@@ -37,7 +37,60 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(dbp)
     dbp.add_argument("action", choices=["upgrade", "status"])
     dbp.set_defaults(func=cmd_db)
+    rep = sub.add_parser("report", help="the digest of a day on the terminal (--json: SPEC 8)")
+    _add_config(rep)
+    rep.add_argument("--chat", type=int, required=True, metavar="ID", help="group chat id")
+    rep.add_argument(
+        "--date",
+        metavar="YYYY-MM-DD",
+        help="local day in the group's timezone (default: yesterday)",
+    )
+    rep.add_argument("--json", action="store_true", help="print the JSON structure")
+    rep.set_defaults(func=cmd_report)
     return parser
+
+
+def cmd_report(args: argparse.Namespace, config: Config) -> int:
+    import json
+    from datetime import UTC, date, datetime, timedelta
+
+    from bot import metrics, reports, service
+    from storage.repo import Repo
+
+    if args.date is not None:
+        try:
+            day: date | None = date.fromisoformat(args.date)
+        except ValueError:
+            print(f"opsbot: --date: expected YYYY-MM-DD, got {args.date!r}", file=sys.stderr)
+            return 2
+    else:
+        day = None
+
+    async def main() -> int:
+        repo = await Repo.open(config.storage_url)
+        try:
+            chat_id = await repo.resolve_chat_id(args.chat)
+            info = await repo.chat(chat_id)
+            if info is None:
+                print(
+                    f"opsbot: no group {args.chat} in {config.storage_url.split('///')[-1]}"
+                    " (opsbot chats lists them)",
+                    file=sys.stderr,
+                )
+                return 1
+            now = datetime.now(UTC)
+            settings = await service.group_settings(repo, config, chat_id)
+            target_day = day or metrics.local_day(now, settings.tz) - timedelta(days=1)
+            report, net, _ = await service.digest(repo, config, chat_id, target_day, now)
+        finally:
+            await repo.close()
+        if args.json:
+            print(json.dumps(report, ensure_ascii=False))
+        else:
+            print(reports.digest_text(report, settings.language, info.title or str(chat_id), net))
+        return 0
+
+    return asyncio.run(main())
 
 
 def cmd_run(args: argparse.Namespace, config: Config) -> int:

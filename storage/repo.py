@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from bot.classify import answer_marks, reply_marks
 from bot.events import (
     ActivityMark,
     HostChange,
@@ -356,73 +357,39 @@ class Repo:
             reply = ReplyTarget(
                 reply.message_id, from_ts(stored.ts), Role(stored.role), stored.sender_id
             )
-        assert post.sender_id is not None
-        if reply.role == Role.HOST:
-            return [
-                ActivityMark(
-                    post.chat_id, post.sender_id, Level.RESPONSE, post.ts_utc, post.message_id
-                )
-            ]
-        if reply.role == Role.MEMBER and reply.sender_id not in (None, post.sender_id):
-            assert reply.sender_id is not None
-            return [
-                ActivityMark(
-                    post.chat_id, post.sender_id, Level.INTERACTION, post.ts_utc, post.message_id
-                ),
-                ActivityMark(
-                    post.chat_id,
-                    reply.sender_id,
-                    Level.INTERACTION,
-                    reply.ts_utc,
-                    reply.message_id,
-                ),
-            ]
-        return []
+        return reply_marks(post, reply)
 
     async def _answer_marks(
         self, conn: AsyncConnection, post: Post, window_s: int
     ) -> list[ActivityMark]:
-        """Open questions of other members this non-reply post answers (SPEC 4, 9)."""
         ts, mid = to_ts(post.ts_utc), post.message_id
         before_post = or_(
             MessageRow.ts < ts, and_(MessageRow.ts == ts, MessageRow.message_id < mid)
         )
-        recent = (
-            await conn.execute(
-                select(
-                    MessageRow.message_id,
-                    MessageRow.ts,
-                    MessageRow.sender_id,
-                    MessageRow.role,
-                    MessageRow.is_question,
-                )
-                .where(
-                    MessageRow.chat_id == post.chat_id,
-                    MessageRow.ts >= ts - window_s,
-                    before_post,
-                    or_(
-                        MessageRow.role == Role.HOST,
-                        and_(MessageRow.is_question, MessageRow.role == Role.MEMBER),
-                    ),
-                )
-                .order_by(MessageRow.ts, MessageRow.message_id)
+        rows = await conn.execute(
+            select(
+                MessageRow.message_id,
+                MessageRow.ts,
+                MessageRow.sender_id,
+                MessageRow.role,
+                MessageRow.is_question,
             )
-        ).all()
-        open_questions: list[Any] = []
-        for row in recent:
-            if row.role == Role.HOST:
-                open_questions.clear()  # any host post closes every window before it
-            elif row.sender_id not in (None, post.sender_id):
-                open_questions.append(row)
-        if not open_questions:
-            return []
-        assert post.sender_id is not None
-        marks = [ActivityMark(post.chat_id, post.sender_id, Level.INTERACTION, post.ts_utc, mid)]
-        marks += [
-            ActivityMark(post.chat_id, q.sender_id, Level.INTERACTION, from_ts(q.ts), q.message_id)
-            for q in open_questions
+            .where(
+                MessageRow.chat_id == post.chat_id,
+                MessageRow.ts >= ts - window_s,
+                before_post,
+                or_(
+                    MessageRow.role == Role.HOST,
+                    and_(MessageRow.is_question, MessageRow.role == Role.MEMBER),
+                ),
+            )
+            .order_by(MessageRow.ts, MessageRow.message_id)
+        )
+        recent = [
+            Post(post.chat_id, m, from_ts(t), Role(role), sender, is_question=q)
+            for m, t, sender, role, q in rows
         ]
-        return marks
+        return answer_marks(post, recent, window_s)
 
     async def _store_marks(
         self, conn: AsyncConnection, post: Post, marks: Sequence[ActivityMark]
@@ -544,6 +511,37 @@ class Repo:
                 await conn.execute(select(Chat.migrated_to_chat_id).where(Chat.chat_id == chat_id))
             ).scalar()
         return target if target is not None else chat_id
+
+    # ---- targets set in chat ----------------------------------------------------------
+
+    async def chat_targets(self, chat_id: int) -> dict[str, tuple[float | None, str | None]]:
+        """metric -> (value or None when switched off, range) as set with /settarget."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(ChatTarget.metric, ChatTarget.value, ChatTarget.range).where(
+                    ChatTarget.chat_id == chat_id
+                )
+            )
+            return {m: (v, r) for m, v, r in rows}
+
+    async def set_chat_target(
+        self,
+        chat_id: int,
+        metric: str,
+        value: float | None,
+        rng: str | None,
+        by: int,
+        ts_utc: datetime,
+    ) -> None:
+        stmt = self._insert(ChatTarget).values(
+            chat_id=chat_id, metric=metric, value=value, range=rng, set_by=by, ts=to_ts(ts_utc)
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["chat_id", "metric"],
+            set_={"value": value, "range": rng, "set_by": by, "ts": to_ts(ts_utc)},
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt)
 
     # ---- reading history -------------------------------------------------------------
 

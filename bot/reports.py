@@ -1,0 +1,115 @@
+"""A day's numbers -> the digest text and the retention table (one function each)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bot.i18n import t
+
+
+def pct(rate: float | None, retained: int | None = None, matured: int | None = None) -> str:
+    """`91.7% (11/12)`; `—` when nothing matured (SPEC 9)."""
+    if rate is None:
+        return "—"
+    text = f"{rate * 100:.1f}%"
+    return f"{text} ({retained}/{matured})" if matured is not None else text
+
+
+def window_label(lang: str, name: str) -> str:
+    label = t(lang, f"window_{name}")
+    return name if label == f"window_{name}" else label
+
+
+def digest_text(
+    report: Mapping[str, Any],
+    lang: str,
+    title: str,
+    net: int | None,
+    notes: Sequence[str] = (),
+) -> str:
+    head = report["headcount_end"]
+    lines = [
+        t(lang, "digest_title", title=title, date=report["date"]),
+        t(
+            lang,
+            "digest_people",
+            joins=report["joins"],
+            leaves=report["leaves"],
+            net="—" if net is None else f"{net:+d}",
+            headcount="—" if head is None else head,
+        ),
+        "",
+        t(lang, "digest_retention"),
+    ]
+    for name, cell in report["retention"].items():
+        pending = f" {t(lang, 'pending', n=cell['pending'])}" if cell["pending"] else ""
+        lines.append(
+            f"  {window_label(lang, name)}: {pct(cell['rate'], cell['retained'], cell['matured'])}"
+            f"{pending} · {t(lang, 'cohort_of', cohort=cell['cohort'])}"
+        )
+    active = report["active"]
+    audience = active["audience"]
+    lines += ["", t(lang, "digest_active", audience="—" if audience is None else audience)]
+    for level in ("response", "interaction"):
+        cell = active[level]
+        lines.append(f"  {t(lang, 'digest_' + level)}: {pct(cell['rate'])} ({cell['users']})")
+    lines += ["", t(lang, "digest_targets")]
+    if not report["targets"]:
+        lines.append("  " + t(lang, "digest_no_targets"))
+    for row in report["targets"]:
+        mark = {True: t(lang, "met"), False: t(lang, "missed"), None: t(lang, "unknown")}[
+            row["met"]
+        ]
+        lines.append(
+            f"  {mark} {row['metric']} ≥ {row['target'] * 100:.0f}%: {pct(row['value'])}"
+            f" ({row['range']})"
+        )
+    for note in notes:
+        lines.append(f"⚠️ {note}")
+    return "\n".join(lines)
+
+
+def retention_table(
+    rows: Sequence[Mapping[str, Any]], windows: Sequence[str], lang: str, tz: str
+) -> str:
+    """Monospace cohort table: one row per day, then the pooled rate (SPEC 9)."""
+    header = [t(lang, "table_day"), t(lang, "table_joins"), *windows]
+    body: list[list[str]] = []
+    for row in rows:
+        cells = [row["day"][5:], str(row["joins"])]
+        for w in windows:
+            c = row["cells"][w]
+            text = pct(c["rate"], c["retained"], c["matured"])
+            cells.append(text + (f" +{c['pending']}…" if c["pending"] else ""))
+        body.append(cells)
+    return "\n".join(
+        [
+            t(lang, "retention_table_title", days=len(rows), tz=tz),
+            _columns([header, *body, _pooled_row(rows, windows, lang)]),
+        ]
+    )
+
+
+def _pooled_row(rows: Sequence[Mapping[str, Any]], windows: Sequence[str], lang: str) -> list[str]:
+    cells = [t(lang, "table_pooled"), str(sum(r["joins"] for r in rows))]
+    for w in windows:
+        retained = sum(r["cells"][w]["retained"] for r in rows)
+        matured = sum(r["cells"][w]["matured"] for r in rows)
+        pending = sum(r["cells"][w]["pending"] for r in rows)
+        text = pct(retained / matured if matured else None, retained, matured)
+        cells.append(text + (f" +{pending}…" if pending else ""))
+    return cells
+
+
+def _columns(table: list[list[str]]) -> str:
+    widths = [max(_width(r[i]) for r in table) for i in range(len(table[0]))]
+    return "\n".join(
+        "  ".join(c + " " * (w - _width(c)) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in table
+    )
+
+
+def _width(text: str) -> int:
+    """Display width: CJK characters take two columns in a monospace block."""
+    return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)

@@ -1,0 +1,249 @@
+"""One call per question the product answers: fetch what is needed, hand it to the metrics.
+
+`day_report` returns the structure `opsbot report --json` prints (SPEC 8); the digest, the
+commands and the CLI all use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from bot import metrics
+from bot.config import Config, GroupSettings, Target, parse_clock
+from bot.events import ActivityMark, Level
+from bot.targets import ACTIVE_METRICS, metric_window
+from storage.repo import Repo
+
+
+async def group_settings(repo: Repo, config: Config, chat_id: int) -> GroupSettings:
+    """Config file settings for the group, overridden by what was changed in chat."""
+    base = config.for_chat(chat_id)
+    info = await repo.chat(chat_id)
+    if info is None:
+        return base
+    return replace(
+        base,
+        timezone=info.timezone or base.timezone,
+        language=info.language or base.language,
+        digest_time=parse_clock(info.digest_time, "digest_time")
+        if info.digest_time
+        else base.digest_time,
+        digest_to=info.digest_to or base.digest_to,
+    )
+
+
+async def targets_in_force(repo: Repo, settings: GroupSettings, chat_id: int) -> list[Target]:
+    """Config targets, overridden (or switched off) by /settarget (SPEC 5)."""
+    by_metric = {t.metric: t for t in settings.targets}
+    for metric, (value, rng) in (await repo.chat_targets(chat_id)).items():
+        if value is None:
+            by_metric.pop(metric, None)
+        else:
+            by_metric[metric] = Target(metric, value, rng)
+    return list(by_metric.values())
+
+
+@dataclass(frozen=True, slots=True)
+class GroupData:
+    """Everything the metrics read for one group, loaded once per report."""
+
+    chat_id: int
+    settings: GroupSettings
+    history: metrics.GroupHistory
+    marks: list[ActivityMark]
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return self.settings.tz
+
+
+async def load_group(
+    repo: Repo, config: Config, chat_id: int, first_day: date, last_day: date
+) -> GroupData:
+    settings = await group_settings(repo, config, chat_id)
+    rows = await repo.history(chat_id)
+    tz = settings.tz
+    history = metrics.GroupHistory(
+        tz=tz,
+        tracking_start_utc=rows.tracking_start_utc,
+        baseline_count=rows.baseline_count,
+        membership=rows.membership,
+        host_changes=rows.host_changes,
+        always_hosts=frozenset(settings.hosts | rows.manual_hosts),
+        bots=rows.bots,
+        first_post_utc=rows.first_post_utc,
+    )
+    start, _ = metrics.local_day_bounds(first_day, tz)
+    _, end = metrics.local_day_bounds(last_day, tz)
+    marks = await repo.activity_marks(chat_id, start, end)
+    return GroupData(chat_id, settings, history, marks)
+
+
+def active_rate_on(
+    data: GroupData, day: date, level: Level
+) -> tuple[int, int | None, float | None]:
+    """(active users, audience, rate) of one local day."""
+    users = metrics.active_users(data.marks, day, data.tz, level)
+    audience = metrics.audience(data.history, day)
+    return users, audience, metrics.active_rate(users, audience)
+
+
+def range_days(rng: str | None, day: date, campaign_start: str | None) -> list[date] | None:
+    """The days a target's range covers, ending no later than `day`; None if undefined."""
+    if rng is None or rng.startswith("last "):
+        n = int(rng.split()[1]) if rng else 7
+        return [day - timedelta(days=i) for i in range(n - 1, -1, -1)]
+    if campaign_start is None:
+        return None
+    a, b = (int(x) for x in rng.split("-"))
+    start = date.fromisoformat(campaign_start)
+    days = [start + timedelta(days=i - 1) for i in range(a, b + 1)]
+    return [d for d in days if d <= day]
+
+
+def target_value(
+    data: GroupData, target: Target, day: date, now: datetime
+) -> tuple[float | None, str]:
+    """A target's current value and the period it covers (SPEC 5, 8)."""
+    window = metric_window(target.metric)
+    if window is not None:
+        w = metrics.parse_window(window)
+        cohort_day = metrics.report_cohort_day(day, w)
+        cell = metrics.retention(data.history, cohort_day, w, now)
+        return cell.rate, cohort_day.isoformat()
+    level = Level.RESPONSE if target.metric == "response_rate" else Level.INTERACTION
+    days = range_days(target.range, day, data.settings.campaign_start)
+    if not days:
+        return None, target.range or ""
+    rates = [active_rate_on(data, d, level)[2] for d in days]
+    return metrics.mean_rate(rates), f"{days[0].isoformat()}..{days[-1].isoformat()}"
+
+
+def earliest_day_needed(targets: list[Target], day: date, settings: GroupSettings) -> date:
+    earliest = day - timedelta(days=max([7, *metric_days(targets, settings)]))
+    return earliest
+
+
+def metric_days(targets: list[Target], settings: GroupSettings) -> list[int]:
+    out = []
+    for t in targets:
+        if t.metric in ACTIVE_METRICS:
+            if t.range and t.range.startswith("last "):
+                out.append(int(t.range.split()[1]))
+            elif t.range and settings.campaign_start:
+                out.append(400)
+    return out
+
+
+def r4(rate: float | None) -> float | None:
+    """Rates are rounded only when printed (SPEC 8)."""
+    return None if rate is None else round(rate, 4)
+
+
+async def day_report(
+    repo: Repo, config: Config, chat_id: int, day: date, now: datetime
+) -> dict[str, object]:
+    """The report of one local day: SPEC 8's JSON structure."""
+    settings = await group_settings(repo, config, chat_id)
+    targets = await targets_in_force(repo, settings, chat_id)
+    data = await load_group(
+        repo, config, chat_id, earliest_day_needed(targets, day, settings), day
+    )
+    return report_from(data, targets, day, now)
+
+
+def report_from(
+    data: GroupData, targets: list[Target], day: date, now: datetime
+) -> dict[str, object]:
+    h = data.history
+    retention: dict[str, object] = {}
+    for name in data.settings.windows:
+        w = metrics.parse_window(name)
+        cohort_day = metrics.report_cohort_day(day, w)
+        cell = metrics.retention(h, cohort_day, w, now)
+        retention[name] = {
+            "cohort": cohort_day.isoformat(),
+            "retained": cell.retained,
+            "matured": cell.matured,
+            "pending": cell.pending,
+            "rate": r4(cell.rate),
+        }
+    resp_users, audience, resp_rate = active_rate_on(data, day, Level.RESPONSE)
+    int_users, _, int_rate = active_rate_on(data, day, Level.INTERACTION)
+    target_rows: list[dict[str, object]] = []
+    for target in targets:
+        value, period = target_value(data, target, day, now)
+        target_rows.append(
+            {
+                "metric": target.metric,
+                "target": target.value,
+                "value": r4(value),
+                "range": period,
+                "met": None if value is None else value >= target.value,
+            }
+        )
+    return {
+        "chat_id": data.chat_id,
+        "date": day.isoformat(),
+        "timezone": data.settings.timezone,
+        "joins": metrics.joins_on(h, day),
+        "leaves": metrics.leaves_on(h, day),
+        "headcount_end": metrics.headcount_end(h, day, now),
+        "retention": retention,
+        "active": {
+            "audience": audience,
+            "response": {"users": resp_users, "rate": r4(resp_rate)},
+            "interaction": {"users": int_users, "rate": r4(int_rate)},
+        },
+        "targets": target_rows,
+    }
+
+
+def net_change(data: GroupData, day: date, now: datetime) -> int | None:
+    """headcount_end(D) − headcount_end(D−1) (SPEC 9)."""
+    today = metrics.headcount_end(data.history, day, now)
+    before = metrics.headcount_end(data.history, day - timedelta(days=1), now)
+    return None if today is None or before is None else today - before
+
+
+async def digest(
+    repo: Repo, config: Config, chat_id: int, day: date, now: datetime
+) -> tuple[dict[str, object], int | None, GroupData]:
+    """The day's report, its net change, and the data behind it (for charts and notes)."""
+    settings = await group_settings(repo, config, chat_id)
+    targets = await targets_in_force(repo, settings, chat_id)
+    data = await load_group(
+        repo, config, chat_id, earliest_day_needed(targets, day, settings), day
+    )
+    return report_from(data, targets, day, now), net_change(data, day, now), data
+
+
+def today(data: GroupData, now: datetime) -> date:
+    return metrics.local_day(now, data.tz)
+
+
+async def retention_rows(
+    repo: Repo, config: Config, chat_id: int, days: int, now: datetime
+) -> tuple[list[dict[str, object]], GroupSettings]:
+    """The `days` most recent local days ending today, one row each (SPEC 9)."""
+    settings = await group_settings(repo, config, chat_id)
+    last = metrics.local_day(now, settings.tz)
+    data = await load_group(repo, config, chat_id, last - timedelta(days=days), last)
+    rows: list[dict[str, object]] = []
+    for i in range(days - 1, -1, -1):
+        day = last - timedelta(days=i)
+        cells = {}
+        for name in settings.windows:
+            cell = metrics.retention(data.history, day, metrics.parse_window(name), now)
+            cells[name] = {
+                "retained": cell.retained,
+                "matured": cell.matured,
+                "pending": cell.pending,
+                "rate": cell.rate,
+            }
+        rows.append(
+            {"day": day.isoformat(), "joins": metrics.joins_on(data.history, day), "cells": cells}
+        )
+    return rows, settings
