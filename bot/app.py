@@ -24,7 +24,7 @@ from telegram.ext import (
 from bot.config import Config
 from bot.context import AppContext, OpsApplication
 from bot.tracking import refresh_admins, utcnow
-from handlers import commands, membership, messages
+from handlers import admin, commands, membership, messages
 from storage.repo import Repo
 
 log = logging.getLogger(__name__)
@@ -33,10 +33,28 @@ COMMANDS = {
     "en": [
         ("start", "What opsbot does and the set-up checklist"),
         ("help", "What opsbot does and the set-up checklist"),
+        ("retention", "Retention of newcomers by join day: /retention [days]"),
+        ("active", "Response and interaction rates: /active [days]"),
+        ("report", "The daily digest, now: /report [date]"),
+        ("trend", "Chart of a metric: /trend <metric> [days]"),
+        ("targets", "Targets in force and their current values"),
+        ("settarget", "Set or clear a target: /settarget <metric> <value|off> [range]"),
+        ("hosts", "List hosts; reply with /hosts add|remove"),
+        ("settings", "Timezone, language, digest time and destination"),
+        ("export", "CSV of daily metrics and membership events, privately"),
     ],
     "zh": [
         ("start", "功能介绍和设置清单"),
         ("help", "功能介绍和设置清单"),
+        ("retention", "按进群日期的新成员留存：/retention [天数]"),
+        ("active", "响应率和互动率：/active [天数]"),
+        ("report", "立即查看日报：/report [日期]"),
+        ("trend", "指标趋势图：/trend <指标> [天数]"),
+        ("targets", "当前目标及完成情况"),
+        ("settarget", "设定或关闭目标：/settarget <指标> <目标值|off> [范围]"),
+        ("hosts", "查看主持人；回复某人消息 /hosts add|remove"),
+        ("settings", "时区、语言、日报时间和发送位置"),
+        ("export", "私聊导出每日指标和进退群记录（CSV）"),
     ],
 }
 
@@ -72,6 +90,15 @@ def register(application: OpsApplication) -> None:
     )
     # group 0: commands
     application.add_handler(CommandHandler(["start", "help"], commands.on_start))
+    application.add_handler(CommandHandler("retention", commands.on_retention))
+    application.add_handler(CommandHandler("active", commands.on_active))
+    application.add_handler(CommandHandler("report", commands.on_report))
+    application.add_handler(CommandHandler("targets", commands.on_targets))
+    application.add_handler(CommandHandler("trend", commands.on_trend))
+    application.add_handler(CommandHandler("settarget", admin.on_settarget))
+    application.add_handler(CommandHandler("hosts", admin.on_hosts))
+    application.add_handler(CommandHandler("settings", admin.on_settings))
+    application.add_handler(CommandHandler("export", admin.on_export))
     application.add_error_handler(on_error)
 
 

@@ -57,14 +57,7 @@ def digest_text(
     lines += ["", t(lang, "digest_targets")]
     if not report["targets"]:
         lines.append("  " + t(lang, "digest_no_targets"))
-    for row in report["targets"]:
-        mark = {True: t(lang, "met"), False: t(lang, "missed"), None: t(lang, "unknown")}[
-            row["met"]
-        ]
-        lines.append(
-            f"  {mark} {row['metric']} ≥ {row['target'] * 100:.0f}%: {pct(row['value'])}"
-            f" ({row['range']})"
-        )
+    lines += ["  " + target_line(row, lang) for row in report["targets"]]
     for note in notes:
         lines.append(f"⚠️ {note}")
     return "\n".join(lines)
@@ -113,3 +106,48 @@ def _columns(table: list[list[str]]) -> str:
 def _width(text: str) -> int:
     """Display width: CJK characters take two columns in a monospace block."""
     return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
+
+
+def active_table(rows: Sequence[Mapping[str, Any]], lang: str, tz: str) -> str:
+    header = [
+        t(lang, "table_day"),
+        t(lang, "active_header_audience"),
+        t(lang, "active_header_response"),
+        t(lang, "active_header_interaction"),
+    ]
+    body = [
+        [
+            r["day"][5:],
+            "—" if r["audience"] is None else str(r["audience"]),
+            pct(r["response"]["rate"]),
+            pct(r["interaction"]["rate"]),
+        ]
+        for r in rows
+    ]
+    means = [t(lang, "active_mean"), ""] + [
+        pct(_mean([r[level]["rate"] for r in rows])) for level in ("response", "interaction")
+    ]
+    return "\n".join(
+        [t(lang, "active_title", days=len(rows), tz=tz), _columns([header, *body, means])]
+    )
+
+
+def _mean(rates: Sequence[float | None]) -> float | None:
+    """Mean of the daily rates, days without a rate left out (SPEC 4)."""
+    known = [r for r in rates if r is not None]
+    return sum(known) / len(known) if known else None
+
+
+def targets_text(report: Mapping[str, Any], lang: str) -> str:
+    if not report["targets"]:
+        return t(lang, "no_targets")
+    lines = [t(lang, "targets_title", date=report["date"])]
+    lines += [target_line(row, lang) for row in report["targets"]]
+    return "\n".join(lines)
+
+
+def target_line(row: Mapping[str, Any], lang: str) -> str:
+    """`✅ retention_day1 ≥ 80%: 88.9% (2026-11-19)`."""
+    mark = {True: t(lang, "met"), False: t(lang, "missed"), None: t(lang, "unknown")}[row["met"]]
+    goal = f"{row['target'] * 100:.0f}%"
+    return f"{mark} {row['metric']} ≥ {goal}: {pct(row['value'])} ({row['range']})"

@@ -220,10 +220,6 @@ async def digest(
     return report_from(data, targets, day, now), net_change(data, day, now), data
 
 
-def today(data: GroupData, now: datetime) -> date:
-    return metrics.local_day(now, data.tz)
-
-
 async def retention_rows(
     repo: Repo, config: Config, chat_id: int, days: int, now: datetime
 ) -> tuple[list[dict[str, object]], GroupSettings]:
@@ -247,3 +243,86 @@ async def retention_rows(
             {"day": day.isoformat(), "joins": metrics.joins_on(data.history, day), "cells": cells}
         )
     return rows, settings
+
+
+async def active_rows(
+    repo: Repo, config: Config, chat_id: int, days: int, now: datetime
+) -> list[dict[str, object]]:
+    """Daily audience and response/interaction rates of the last `days` local days."""
+    settings = await group_settings(repo, config, chat_id)
+    last = metrics.local_day(now, settings.tz)
+    data = await load_group(repo, config, chat_id, last - timedelta(days=days - 1), last)
+    rows: list[dict[str, object]] = []
+    for i in range(days - 1, -1, -1):
+        day = last - timedelta(days=i)
+        resp, audience, resp_rate = active_rate_on(data, day, Level.RESPONSE)
+        inter, _, inter_rate = active_rate_on(data, day, Level.INTERACTION)
+        rows.append(
+            {
+                "day": day.isoformat(),
+                "audience": audience,
+                "response": {"users": resp, "rate": resp_rate},
+                "interaction": {"users": inter, "rate": inter_rate},
+            }
+        )
+    return rows
+
+
+async def metric_series(
+    repo: Repo, config: Config, chat_id: int, metric: str, days: int, now: datetime
+) -> tuple[list[tuple[date, float | None]], float | None]:
+    """One value per local day of a metric (cohort rate or daily active rate), and its target."""
+    settings = await group_settings(repo, config, chat_id)
+    last = metrics.local_day(now, settings.tz)
+    data = await load_group(repo, config, chat_id, last - timedelta(days=days - 1), last)
+    window = metric_window(metric)
+    series: list[tuple[date, float | None]] = []
+    for i in range(days - 1, -1, -1):
+        day = last - timedelta(days=i)
+        if window is not None:
+            value = metrics.retention(data.history, day, metrics.parse_window(window), now).rate
+        else:
+            level = Level.RESPONSE if metric == "response_rate" else Level.INTERACTION
+            value = active_rate_on(data, day, level)[2]
+        series.append((day, value))
+    target = next(
+        (t.value for t in await targets_in_force(repo, settings, chat_id) if t.metric == metric),
+        None,
+    )
+    return series, target
+
+
+def day_start_utc(day_iso: object, settings: GroupSettings) -> datetime:
+    start: datetime = metrics.local_day_bounds(date.fromisoformat(str(day_iso)), settings.tz)[0]
+    return start
+
+
+async def daily_rows(
+    repo: Repo, config: Config, chat_id: int, days: int, now: datetime
+) -> list[dict[str, object]]:
+    """One row of every daily number per local day (CSV export), oldest first."""
+    settings = await group_settings(repo, config, chat_id)
+    last = metrics.local_day(now, settings.tz)
+    data = await load_group(repo, config, chat_id, last - timedelta(days=days - 1), last)
+    h = data.history
+    rows: list[dict[str, object]] = []
+    for i in range(days - 1, -1, -1):
+        day = last - timedelta(days=i)
+        resp, audience, resp_rate = active_rate_on(data, day, Level.RESPONSE)
+        inter, _, inter_rate = active_rate_on(data, day, Level.INTERACTION)
+        row: dict[str, object] = {
+            "date": day.isoformat(),
+            "joins": metrics.joins_on(h, day),
+            "leaves": metrics.leaves_on(h, day),
+            "headcount_end": metrics.headcount_end(h, day, now),
+            "audience": audience,
+            "response_users": resp,
+            "response_rate": r4(resp_rate),
+            "interaction_users": inter,
+            "interaction_rate": r4(inter_rate),
+        }
+        for name in ("1h", "day0", "day1"):
+            cell = metrics.retention(h, day, metrics.parse_window(name), now)
+            row[f"retention_{name}"] = r4(cell.rate)
+        rows.append(row)
+    return rows

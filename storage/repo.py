@@ -190,6 +190,15 @@ class Repo:
         async with self.engine.begin() as conn:
             await conn.execute(stmt, rows)
 
+    async def user_names(self, user_ids: Iterable[int]) -> dict[int, str]:
+        """First name (or @username) of known users, for host lists."""
+        ids = list(user_ids)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(User.user_id, User.first_name, User.username).where(User.user_id.in_(ids))
+            )
+            return {u: f or (f"@{n}" if n else str(u)) for u, f, n in rows}
+
     # ---- membership ------------------------------------------------------------------
 
     async def record_membership(self, ev: MembershipEvent) -> bool:

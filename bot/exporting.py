@@ -1,0 +1,59 @@
+"""CSV exports: daily metrics and membership events (for /export and `opsbot export`)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from bot import service
+from bot.config import Config
+from storage.repo import Repo
+
+DAILY_COLUMNS = (
+    "date",
+    "joins",
+    "leaves",
+    "headcount_end",
+    "audience",
+    "response_users",
+    "response_rate",
+    "interaction_users",
+    "interaction_rate",
+    "retention_1h",
+    "retention_day0",
+    "retention_day1",
+)
+EVENT_COLUMNS = ("time_utc", "user_id", "event", "source", "invite_link")
+
+
+def to_csv(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if v is None else v for v in row])
+    return buf.getvalue().encode("utf-8-sig")  # the BOM lets Excel read Chinese names
+
+
+async def export_files(
+    repo: Repo, config: Config, chat_id: int, days: int, now: datetime
+) -> dict[str, bytes]:
+    """{file name: CSV bytes} for the last `days` local days."""
+    daily = await service.daily_rows(repo, config, chat_id, days, now)
+    start = service.day_start_utc(
+        daily[0]["date"], await service.group_settings(repo, config, chat_id)
+    )
+    history = await repo.history(chat_id)
+    events = [
+        (e.ts_utc.isoformat(), e.user_id, str(e.kind), e.source, e.invite_link or "")
+        for e in history.membership
+        if e.ts_utc >= start
+    ]
+    return {
+        f"opsbot_{chat_id}_daily.csv": to_csv(
+            DAILY_COLUMNS, ([r.get(c) for c in DAILY_COLUMNS] for r in daily)
+        ),
+        f"opsbot_{chat_id}_members.csv": to_csv(EVENT_COLUMNS, events),
+    }

@@ -1,0 +1,113 @@
+"""Admin commands: /settarget /hosts /settings /export (SPEC 7)."""
+
+from __future__ import annotations
+
+from telegram import InputFile, Update
+from telegram.error import Forbidden
+
+from bot import exporting
+from bot.context import AppContext
+from bot.i18n import t
+from bot.parse import UsageError, parse_days, parse_settarget, parse_setting
+from bot.tracking import utcnow
+from handlers.permissions import GroupCall, group_command
+
+
+@group_command(write=True)
+async def on_settarget(update: Update, context: AppContext, call: GroupCall) -> None:
+    change = parse_settarget(call.args)
+    await context.repo.set_chat_target(
+        call.chat_id, change.metric, change.value, change.range, call.user_id, utcnow()
+    )
+    assert update.effective_message is not None
+    if change.value is None:
+        text = t(call.lang, "target_off", metric=change.metric)
+    else:
+        rng = f" ({change.range})" if change.range else ""
+        text = t(
+            call.lang,
+            "target_set",
+            metric=change.metric,
+            value=f"{change.value * 100:g}%",
+            range=rng,
+        )
+    await update.effective_message.reply_text(text)
+
+
+@group_command(write=True)
+async def on_hosts(update: Update, context: AppContext, call: GroupCall) -> None:
+    msg = update.effective_message
+    assert msg is not None
+    if not call.args:
+        await msg.reply_text(await _hosts_text(context, call))
+        return
+    target = msg.reply_to_message.from_user if msg.reply_to_message else None
+    if len(call.args) != 1 or call.args[0] not in ("add", "remove") or target is None:
+        raise UsageError("usage_hosts")
+    name = target.full_name
+    if call.args[0] == "add":
+        await context.repo.record_users(
+            [(target.id, target.is_bot, target.first_name, target.username)]
+        )
+        await context.repo.set_manual_host(call.chat_id, target.id, True, utcnow())
+        text = t(call.lang, "host_added", name=name)
+    elif target.id in await context.repo.admin_hosts(call.chat_id):
+        text = t(call.lang, "host_remove_admin", name=name)
+    else:
+        await context.repo.set_manual_host(call.chat_id, target.id, False, utcnow())
+        text = t(call.lang, "host_removed", name=name)
+    context.host_cache.forget(call.chat_id)
+    await msg.reply_text(text)
+
+
+async def _hosts_text(context: AppContext, call: GroupCall) -> str:
+    hosts = await context.hosts(call.chat_id)
+    if not hosts:
+        return t(call.lang, "hosts_none")
+    names = await context.repo.user_names(hosts)
+    lines = [t(call.lang, "hosts_title")]
+    lines += [f"• {names.get(h) or h} ({h})" for h in sorted(hosts)]
+    return "\n".join(lines)
+
+
+@group_command(write=True)
+async def on_settings(update: Update, context: AppContext, call: GroupCall) -> None:
+    msg = update.effective_message
+    assert msg is not None
+    if not call.args:
+        s = call.settings
+        await msg.reply_text(
+            "\n".join(
+                [
+                    t(call.lang, "settings_title"),
+                    f"timezone: {s.timezone}",
+                    f"language: {s.language}",
+                    f"digest_time: {s.digest_time.strftime('%H:%M')}",
+                    f"digest_to: {s.digest_to}",
+                    t(call.lang, "usage_settings"),
+                ]
+            )
+        )
+        return
+    name, value = parse_setting(call.args)
+    await context.repo.update_chat(call.chat_id, **{name: value})
+    lang = value if name == "language" else call.lang
+    await msg.reply_text(t(lang, "settings_saved", name=name, value=value))
+
+
+@group_command(write=True)
+async def on_export(update: Update, context: AppContext, call: GroupCall) -> None:
+    """CSV files, always in a private chat with the admin, never in the group."""
+    days = parse_days(call.args, "usage_export", default=30)
+    msg = update.effective_message
+    assert msg is not None
+    files = await exporting.export_files(
+        context.repo, context.config, call.chat_id, days, utcnow()
+    )
+    try:
+        for name, data in files.items():
+            await context.bot.send_document(call.user_id, InputFile(data, filename=name))
+    except Forbidden:
+        await msg.reply_text(t(call.lang, "export_start_bot"))
+        return
+    await msg.reply_text(t(call.lang, "export_private"))
