@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--json", action="store_true", help="print the JSON structure")
     rep.set_defaults(func=cmd_report)
+
+    from bot.cli_offline import add_offline_commands
+
+    add_offline_commands(sub, _add_config)
     return parser
 
 

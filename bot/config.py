@@ -333,6 +333,10 @@ def config_from_mapping(raw: Mapping[str, Any], source: str | None = None) -> Co
     )
 
 
+def replace_storage(config: Config, url: str) -> Config:
+    return replace(config, storage_url=normalize_db_url(url))
+
+
 def config_path(explicit: str | None) -> Path | None:
     """--config, then OPSBOT_CONFIG, then ./config.toml if present (SPEC 10)."""
     if explicit:

@@ -615,6 +615,25 @@ class Repo:
             first_post_utc=first_post,
         )
 
+    async def chat_periods(
+        self,
+    ) -> list[tuple[int, str | None, datetime | None, datetime | None, int]]:
+        """(chat id, title, first event, last event, membership events) of every group."""
+        ev = MembershipEventRow
+        stmt = (
+            select(Chat.chat_id, Chat.title, func.min(ev.ts), func.max(ev.ts), func.count(ev.id))
+            .outerjoin(ev, ev.chat_id == Chat.chat_id)
+            .where(Chat.migrated_to_chat_id.is_(None))
+            .group_by(Chat.chat_id, Chat.title)
+            .order_by(Chat.chat_id)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [
+            (c, t, from_ts(a) if a is not None else None, from_ts(b) if b is not None else None, n)
+            for c, t, a, b, n in rows
+        ]
+
     async def counts(self) -> dict[str, int]:
         """Row counts per table (for tests and `opsbot db status`)."""
         out: dict[str, int] = {}

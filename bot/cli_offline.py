@@ -1,0 +1,148 @@
+"""Offline subcommands: `opsbot export`, `opsbot chats`, `opsbot demo`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from bot.config import Config, replace_storage
+
+
+def add_offline_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    add_config: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    exp = sub.add_parser("export", help="CSV files of daily metrics and membership events")
+    add_config(exp)
+    exp.add_argument("--chat", type=int, required=True, metavar="ID", help="group chat id")
+    exp.add_argument("--days", type=int, default=30, metavar="N", help="last N days (30)")
+    exp.add_argument("--out", default=".", metavar="DIR", help="output folder (.)")
+    exp.set_defaults(func=cmd_export)
+
+    chats = sub.add_parser("chats", help="the groups in the database and their periods")
+    add_config(chats)
+    chats.set_defaults(func=cmd_chats)
+
+    demo = sub.add_parser(
+        "demo", help="build a synthetic group, import it, print its digest and retention"
+    )
+    add_config(demo)
+    demo.add_argument(
+        "--out",
+        default="opsbot-demo",
+        metavar="DIR",
+        help="folder for the export, the SQLite file and the chart (opsbot-demo)",
+    )
+    demo.set_defaults(func=cmd_demo)
+
+
+def cmd_export(args: argparse.Namespace, config: Config) -> int:
+    from bot import exporting
+    from storage.repo import Repo
+
+    if not 1 <= args.days <= 3660:
+        print("opsbot: --days: expected 1 to 3660", file=sys.stderr)
+        return 2
+
+    async def main() -> dict[str, bytes] | None:
+        repo = await Repo.open(config.storage_url)
+        try:
+            chat_id = await repo.resolve_chat_id(args.chat)
+            if await repo.chat(chat_id) is None:
+                return None
+            return await exporting.export_files(
+                repo, config, chat_id, args.days, datetime.now(UTC)
+            )
+        finally:
+            await repo.close()
+
+    files = asyncio.run(main())
+    if files is None:
+        print(
+            f"opsbot: no group {args.chat} in the database (opsbot chats lists them)",
+            file=sys.stderr,
+        )
+        return 1
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (out / name).write_bytes(data)
+        print(out / name)
+    return 0
+
+
+def cmd_chats(args: argparse.Namespace, config: Config) -> int:
+    from storage.repo import Repo
+
+    async def main() -> int:
+        repo = await Repo.open(config.storage_url)
+        try:
+            rows = await repo.chat_periods()
+        finally:
+            await repo.close()
+        if not rows:
+            print("no groups yet (run the bot, or opsbot import FILE)")
+        for chat_id, title, first, last, n_events in rows:
+            period = f"{first:%Y-%m-%d} .. {last:%Y-%m-%d}" if first and last else "no events"
+            print(f"{chat_id}  {title or ''}  {period}  ({n_events} membership events)")
+        return 0
+
+    return asyncio.run(main())
+
+
+def cmd_demo(args: argparse.Namespace, config: Config) -> int:
+    """The README's first command: the product working, with no token and no server."""
+    from bot import charts, importer, reports, service, synthetic
+    from storage.repo import Repo
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    db_path = out / "demo.db"
+    for stale in out.glob("demo.db*"):
+        stale.unlink()
+    now = datetime.now(UTC)
+    spec = synthetic.GroupSpec(start=now.date() - timedelta(days=30), days=30)
+    export = out / "result.json"
+    n = synthetic.write_export(spec, export)
+    config = replace_storage(config, f"sqlite+aiosqlite:///{db_path.resolve()}")
+    chat_id = int(f"-100{spec.chat_id}")
+    hosts = [synthetic.HOST_BASE_ID + i for i in range(spec.hosts)]
+    print(f"1. wrote a synthetic Telegram Desktop export: {export} ({n} items)")
+
+    async def main() -> None:
+        repo = await Repo.open(config.storage_url)
+        try:
+            await importer.import_export(repo, config, export, hosts=hosts)
+            print(f"2. imported it into {db_path}\n")
+            settings = await service.group_settings(repo, config, chat_id)
+            last_day: date = now.astimezone(settings.tz).date() - timedelta(days=1)
+            report, net, _ = await service.digest(repo, config, chat_id, last_day, now)
+            print(reports.digest_text(report, settings.language, spec.title, net))
+            print()
+            rows, _ = await service.retention_rows(repo, config, chat_id, 14, now)
+            print(
+                reports.retention_table(
+                    rows, settings.windows, settings.language, settings.timezone
+                )
+            )
+            series, target = await service.metric_series(
+                repo, config, chat_id, "retention_day1", 30, now
+            )
+            chart = out / "trend_retention_day1.png"
+            chart.write_bytes(
+                charts.trend_png("retention_day1", series, target, settings.language)
+            )
+            print(f"\n3. trend chart: {chart}")
+            print(
+                f"   try: opsbot report --chat {chat_id} --json "
+                f"--config <(echo '[storage]\\nurl = \"sqlite:///{db_path}\"')"
+            )
+        finally:
+            await repo.close()
+
+    asyncio.run(main())
+    return 0
