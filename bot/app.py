@@ -21,6 +21,7 @@ from telegram.ext import (
     filters,
 )
 
+from bot import schedule
 from bot.config import Config
 from bot.context import AppContext, OpsApplication
 from bot.tracking import refresh_admins, utcnow
@@ -171,6 +172,7 @@ async def running(
     try:
         await _post_init(application)
         await application.start()
+        await schedule.schedule_all(application)
         assert application.updater is not None
         if config.mode == "webhook":
             assert config.webhook_url is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from telegram import InputFile, Update
 from telegram.error import Forbidden
 
-from bot import exporting
+from bot import exporting, schedule
 from bot.context import AppContext
 from bot.i18n import t
 from bot.parse import UsageError, parse_days, parse_settarget, parse_setting
@@ -91,6 +91,7 @@ async def on_settings(update: Update, context: AppContext, call: GroupCall) -> N
         return
     name, value = parse_setting(call.args)
     await context.repo.update_chat(call.chat_id, **{name: value})
+    await schedule.schedule_chat(context.application, call.chat_id)
     lang = value if name == "language" else call.lang
     await msg.reply_text(t(lang, "settings_saved", name=name, value=value))
 

@@ -6,6 +6,7 @@ import logging
 
 from telegram import ChatMember, ChatMemberUpdated, Message, Update
 
+from bot import schedule
 from bot.classify import ADMIN_STATUSES, is_member_status
 from bot.context import AppContext
 from bot.events import HostChange, MemberKind, MembershipEvent
@@ -74,6 +75,7 @@ async def on_my_chat_member(update: Update, context: AppContext) -> None:
         if is_admin:
             await refresh_admins(context.bot, context.repo, chat.id, cmu.date)
             context.host_cache.forget(chat.id)
+        await schedule.schedule_chat(context.application, chat.id)
         log.info("chat %s: bot is %s", chat.id, cmu.new_chat_member.status)
     else:
         await context.repo.update_chat(chat.id, bot_status="left", bot_is_admin=False)

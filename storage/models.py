@@ -160,3 +160,21 @@ class ChatTarget(Base):
     range: Mapped[str | None] = mapped_column(String(16))
     set_by: Mapped[int | None] = mapped_column(BigInteger)
     ts: Mapped[int] = mapped_column(BigInteger)
+
+
+class Claim(Base):
+    """A digest or alert claimed before sending: unique per (chat, kind, metric, period).
+
+    `sent_ts` NULL means claimed but not (yet) delivered; such a claim can be taken over
+    after its lease ran out, so a crash or a failed send is retried, and a sent one never is.
+    """
+
+    __tablename__ = "claims"
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # digest | alert
+    metric: Mapped[str] = mapped_column(String(32), primary_key=True)  # "" for digests
+    period: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    claimed_ts: Mapped[int] = mapped_column(BigInteger)
+    sent_ts: Mapped[int | None] = mapped_column(BigInteger)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)

@@ -30,8 +30,10 @@ from bot.events import (
 from storage import db
 from storage.models import (
     ActivityRow,
+    Base,
     Chat,
     ChatTarget,
+    Claim,
     HostEventRow,
     ManualHost,
     MemberCount,
@@ -634,22 +636,78 @@ class Repo:
             for c, t, a, b, n in rows
         ]
 
+    # ---- exactly-once sending -------------------------------------------------------
+
+    async def claim(
+        self,
+        chat_id: int,
+        kind: str,
+        metric: str,
+        period: str,
+        owner: str,
+        now: datetime,
+        lease_s: int = 300,
+    ) -> bool:
+        """Take the right to send one digest/alert; False if sent or being sent elsewhere."""
+        key = (
+            Claim.chat_id == chat_id,
+            Claim.kind == kind,
+            Claim.metric == metric,
+            Claim.period == period,
+        )
+        async with self.engine.begin() as conn:
+            inserted = await conn.execute(
+                self._insert(Claim)
+                .values(
+                    chat_id=chat_id,
+                    kind=kind,
+                    metric=metric,
+                    period=period,
+                    owner=owner,
+                    claimed_ts=to_ts(now),
+                    sent_ts=None,
+                    attempts=1,
+                )
+                .on_conflict_do_nothing()
+            )
+            if inserted.rowcount:
+                return True
+            # an unsent claim whose lease ran out (a crash, a failed send) can be taken over
+            taken = await conn.execute(
+                update(Claim)
+                .where(*key, Claim.sent_ts.is_(None), Claim.claimed_ts <= to_ts(now) - lease_s)
+                .values(owner=owner, claimed_ts=to_ts(now), attempts=Claim.attempts + 1)
+            )
+            return bool(taken.rowcount)
+
+    async def finish_claim(
+        self, chat_id: int, kind: str, metric: str, period: str, now: datetime, *, sent: bool
+    ) -> None:
+        """Record success, or release the claim at once so the next check retries it."""
+        key = (
+            Claim.chat_id == chat_id,
+            Claim.kind == kind,
+            Claim.metric == metric,
+            Claim.period == period,
+        )
+        values = {"sent_ts": to_ts(now)} if sent else {"claimed_ts": 0}
+        async with self.engine.begin() as conn:
+            await conn.execute(update(Claim).where(*key).values(**values))
+
+    async def sent_claims(self, chat_id: int, kind: str) -> list[tuple[str, str]]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(Claim.metric, Claim.period).where(
+                    Claim.chat_id == chat_id, Claim.kind == kind, Claim.sent_ts.is_not(None)
+                )
+            )
+            return [(m, p) for m, p in rows]
+
     async def counts(self) -> dict[str, int]:
         """Row counts per table (for tests and `opsbot db status`)."""
         out: dict[str, int] = {}
         async with self.engine.connect() as conn:
-            for model in (
-                Chat,
-                User,
-                MembershipEventRow,
-                HostEventRow,
-                MessageRow,
-                ActivityRow,
-                MemberCount,
-                ChatTarget,
-                ManualHost,
-            ):
-                table: Table = model.__table__  # type: ignore[assignment]
+            for table in Base.metadata.sorted_tables:
                 n = (await conn.execute(select(func.count()).select_from(table))).scalar_one()
                 out[table.name] = n
         return out

@@ -1,0 +1,175 @@
+"""Digest and alert jobs on PTB's JobQueue, per group, in the group's timezone (SPEC 5, 6).
+
+Every send is claimed in the database first (unique per chat, kind, metric and period), so
+restarts and several processes on one PostgreSQL database never send anything twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from telegram.error import Forbidden, TelegramError
+from telegram.ext import Application
+
+from bot import alerts, charts, metrics, reports, service
+from bot.config import Config, GroupSettings
+from bot.i18n import t
+from storage.repo import Repo
+
+log = logging.getLogger(__name__)
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _services(application: Application[Any, Any, Any, Any, Any, Any]) -> tuple[Repo, Config]:
+    return application.bot_data["repo"], application.bot_data["config"]
+
+
+async def schedule_all(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    repo, _ = _services(application)
+    for chat_id in await repo.chat_ids():
+        await schedule_chat(application, chat_id)
+
+
+async def schedule_chat(
+    application: Application[Any, Any, Any, Any, Any, Any], chat_id: int
+) -> None:
+    """(Re)build a group's jobs; a digest missed while the bot was down goes out now."""
+    jq = application.job_queue
+    assert jq is not None, "install python-telegram-bot[job-queue]"
+    repo, config = _services(application)
+    settings = await service.group_settings(repo, config, chat_id)
+    for name in (f"digest:{chat_id}", f"alerts:{chat_id}", f"digest-catchup:{chat_id}"):
+        for job in jq.get_jobs_by_name(name):
+            job.schedule_removal()
+    at = time(settings.digest_time.hour, settings.digest_time.minute, tzinfo=settings.tz)
+    jq.run_daily(digest_job, at, name=f"digest:{chat_id}", chat_id=chat_id)
+    jq.run_repeating(
+        alert_job,
+        interval=settings.alert_interval_s,
+        first=5,
+        name=f"alerts:{chat_id}",
+        chat_id=chat_id,
+    )
+    local_now = utcnow().astimezone(settings.tz)
+    if local_now.time() >= settings.digest_time:
+        jq.run_once(digest_job, 0, name=f"digest-catchup:{chat_id}", chat_id=chat_id)
+
+
+async def digest_job(context: Any) -> None:
+    await send_digest(context.application, context.job.chat_id, utcnow())
+
+
+async def alert_job(context: Any) -> None:
+    await send_alerts(context.application, context.job.chat_id, utcnow())
+
+
+def digest_day(settings: GroupSettings, now: datetime) -> date:
+    """The local day that just ended (SPEC 6)."""
+    return metrics.local_day(now, settings.tz) - timedelta(days=1)
+
+
+async def send_digest(
+    application: Application[Any, Any, Any, Any, Any, Any], chat_id: int, now: datetime
+) -> bool:
+    """Send the digest of the day that just ended, at most once; True if this call sent it."""
+    repo, config = _services(application)
+    settings = await service.group_settings(repo, config, chat_id)
+    day = digest_day(settings, now)
+    if not await repo.claim(chat_id, "digest", "", day.isoformat(), OWNER, now):
+        return False
+    sent = False
+    try:
+        report, net, data = await service.digest(repo, config, chat_id, day, now)
+        info = await repo.chat(chat_id)
+        title = (info.title if info else None) or str(chat_id)
+        text = reports.digest_text(report, settings.language, title, net)
+        chart = None
+        if settings.digest_chart:
+            series, target = await service.metric_series(
+                repo, config, chat_id, "retention_day1", 14, now
+            )
+            chart = charts.trend_png("retention_day1", series, target, settings.language)
+        sent = await _deliver(application, repo, chat_id, settings, text, chart)
+    finally:
+        await repo.finish_claim(chat_id, "digest", "", day.isoformat(), utcnow(), sent=sent)
+    return sent
+
+
+async def _deliver(
+    application: Application[Any, Any, Any, Any, Any, Any],
+    repo: Repo,
+    chat_id: int,
+    settings: GroupSettings,
+    text: str,
+    chart: bytes | None,
+) -> bool:
+    bot = application.bot
+    if settings.digest_to == "admins":
+        targets = sorted(await repo.admin_hosts(chat_id))
+    elif settings.digest_to == "group":
+        targets = [chat_id]
+    else:
+        targets = [int(settings.digest_to)]
+    delivered = 0
+    for target in targets:
+        try:
+            await bot.send_message(target, text)
+            if chart is not None:
+                await bot.send_photo(target, chart)
+            delivered += 1
+        except Forbidden:  # an admin who never started the bot: nothing to retry
+            log.info("chat %s: digest recipient %s has not started the bot", chat_id, target)
+    return delivered > 0 or settings.digest_to == "admins"
+
+
+async def send_alerts(
+    application: Application[Any, Any, Any, Any, Any, Any], chat_id: int, now: datetime
+) -> int:
+    """Post one alert per breached (metric, period), never twice; returns how many were sent."""
+    repo, config = _services(application)
+    settings = await service.group_settings(repo, config, chat_id)
+    targets = await service.targets_in_force(repo, settings, chat_id)
+    if not targets:
+        return 0
+    today = metrics.local_day(now, settings.tz)
+    data = await service.load_group(repo, config, chat_id, today - timedelta(days=40), today)
+    sent = 0
+    for breach in alerts.breaches(data, targets, now):
+        if not await repo.claim(chat_id, "alert", breach.metric, breach.period, OWNER, now):
+            continue
+        ok = False
+        try:
+            await application.bot.send_message(chat_id, alert_text(breach, settings.language))
+            ok = True
+            sent += 1
+        except TelegramError as exc:
+            log.warning(
+                "chat %s: alert not sent (%s), will retry", chat_id, exc.__class__.__name__
+            )
+        finally:
+            await repo.finish_claim(
+                chat_id, "alert", breach.metric, breach.period, utcnow(), sent=ok
+            )
+    return sent
+
+
+def alert_text(breach: alerts.Breach, lang: str) -> str:
+    period_key = "alert_period_cohort" if breach.is_cohort else "alert_period_range"
+    return t(
+        lang,
+        "alert",
+        metric=breach.metric,
+        value=reports.pct(breach.value),
+        target=f"{breach.target * 100:g}%",
+        gap=f"{(breach.target - breach.value) * 100:.1f}",
+        period=t(lang, period_key, period=breach.period),
+        sample=breach.sample,
+    )
