@@ -35,11 +35,14 @@ def _services(application: Application[Any, Any, Any, Any, Any, Any]) -> tuple[R
 async def schedule_all(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
     repo, _ = _services(application)
     for chat_id in await repo.chat_ids():
-        await schedule_chat(application, chat_id)
+        await schedule_chat(application, chat_id, catch_up=True)
 
 
 async def schedule_chat(
-    application: Application[Any, Any, Any, Any, Any, Any], chat_id: int
+    application: Application[Any, Any, Any, Any, Any, Any],
+    chat_id: int,
+    *,
+    catch_up: bool = False,
 ) -> None:
     """(Re)build a group's jobs; a digest missed while the bot was down goes out now."""
     jq = application.job_queue
@@ -59,7 +62,7 @@ async def schedule_chat(
         chat_id=chat_id,
     )
     local_now = utcnow().astimezone(settings.tz)
-    if local_now.time() >= settings.digest_time:
+    if catch_up and local_now.time() >= settings.digest_time:
         jq.run_once(digest_job, 0, name=f"digest-catchup:{chat_id}", chat_id=chat_id)
 
 
@@ -83,13 +86,17 @@ async def send_digest(
     repo, config = _services(application)
     settings = await service.group_settings(repo, config, chat_id)
     day = digest_day(settings, now)
+    info = await repo.chat(chat_id)
+    if info is None or info.tracking_start_utc is None:
+        return False
+    if day < metrics.local_day(info.tracking_start_utc, settings.tz):
+        return False  # nothing was tracked that day
     if not await repo.claim(chat_id, "digest", "", day.isoformat(), OWNER, now):
         return False
     sent = False
     try:
-        report, net, data = await service.digest(repo, config, chat_id, day, now)
-        info = await repo.chat(chat_id)
-        title = (info.title if info else None) or str(chat_id)
+        report, net, _ = await service.digest(repo, config, chat_id, day, now)
+        title = info.title or str(chat_id)
         text = reports.digest_text(report, settings.language, title, net)
         chart = None
         if settings.digest_chart:
