@@ -145,8 +145,8 @@ def parse_rate(value: Any, key: str) -> float:
         number = float(value)
     else:
         raise ConfigError(f'{key}: expected a rate such as 0.8 or "80%", got {value!r}')
-    if number > 1 and not isinstance(value, str):
-        number /= 100
+    if number > 1 and not (isinstance(value, str) and value.strip().endswith("%")):
+        number /= 100  # `80` means 80%
     if not 0 <= number <= 1:
         raise ConfigError(f"{key}: a rate must be between 0 and 1 (or 0% and 100%)")
     return number
