@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from bot import metrics
 from bot.config import Config, GroupSettings, Target, parse_clock
-from bot.events import ActivityMark, Level
+from bot.events import Level
 from bot.targets import ACTIVE_METRICS, metric_window
 from storage.repo import Repo
 
@@ -52,7 +52,7 @@ class GroupData:
     chat_id: int
     settings: GroupSettings
     history: metrics.GroupHistory
-    marks: list[ActivityMark]
+    active_counts: dict[tuple[date, str], int]  # (local day, level) -> distinct active users
 
     @property
     def tz(self) -> ZoneInfo:
@@ -75,17 +75,19 @@ async def load_group(
         bots=rows.bots,
         first_post_utc=rows.first_post_utc,
     )
-    start, _ = metrics.local_day_bounds(first_day, tz)
-    _, end = metrics.local_day_bounds(last_day, tz)
-    marks = await repo.activity_marks(chat_id, start, end)
-    return GroupData(chat_id, settings, history, marks)
+    days = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
+    counts = await repo.active_user_counts(
+        chat_id, [metrics.local_day_bounds(d, tz) for d in days]
+    )
+    active = {(days[i], level): n for (i, level), n in counts.items() if i < len(days)}
+    return GroupData(chat_id, settings, history, active)
 
 
 def active_rate_on(
     data: GroupData, day: date, level: Level
 ) -> tuple[int, int | None, float | None]:
     """(active users, audience, rate) of one local day."""
-    users = metrics.active_users(data.marks, day, data.tz, level)
+    users = data.active_counts.get((day, str(level)), 0)
     audience = metrics.audience(data.history, day)
     return users, audience, metrics.active_rate(users, audience)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, func, or_, select, update
+from sqlalchemy import Table, and_, case, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -447,6 +447,28 @@ class Repo:
                 ActivityMark(chat_id, u, Level(level), from_ts(ts), mid)
                 for u, level, ts, mid in rows
             ]
+
+    async def active_user_counts(
+        self, chat_id: int, day_bounds: Sequence[tuple[datetime, datetime]]
+    ) -> dict[tuple[int, str], int]:
+        """{(day index, level): distinct active users} for consecutive local days."""
+        if not day_bounds:
+            return {}
+        edges = [to_ts(end) for _, end in day_bounds]
+        bucket = case(
+            *[(ActivityRow.ts < edge, i) for i, edge in enumerate(edges)], else_=len(edges)
+        ).label("day")
+        stmt = (
+            select(bucket, ActivityRow.level, func.count(ActivityRow.user_id.distinct()))
+            .where(
+                ActivityRow.chat_id == chat_id,
+                ActivityRow.ts >= to_ts(day_bounds[0][0]),
+                ActivityRow.ts < edges[-1],
+            )
+            .group_by(bucket, ActivityRow.level)
+        )
+        async with self.engine.connect() as conn:
+            return {(d, level): n for d, level, n in await conn.execute(stmt)}
 
     # ---- migration -------------------------------------------------------------------
 
