@@ -60,8 +60,9 @@ def logs(draw: st.DrawFn) -> Log:
     for _ in range(draw(st.integers(5, 45))):
         minute += draw(st.sampled_from([2, 5, 30, 90, 240, 700]))
         ts = start + timedelta(minutes=minute)
-        kind = draw(st.sampled_from(["join", "leave", "post", "post", "post", "promote",
-                                     "demote"]))
+        kind = draw(
+            st.sampled_from(["join", "leave", "post", "post", "post", "promote", "demote"])
+        )
         eligible = {
             "join": [u for u in everyone if u not in in_group],
             "leave": [u for u in everyone if u in in_group and u != BOT],
@@ -91,8 +92,9 @@ def logs(draw: st.DrawFn) -> Log:
 # ---- the naive side -------------------------------------------------------------------
 
 
-def naive_state(log: Log, user: int, instant: datetime, inclusive: bool = False
-                ) -> tuple[bool, bool]:
+def naive_state(
+    log: Log, user: int, instant: datetime, inclusive: bool = False
+) -> tuple[bool, bool]:
     """(in the group, host) after every event before `instant` (or at it, if inclusive)."""
     in_group, host = user in log.baseline or user == 1, user == 1
     for ts, kind, u, _ in log.events:
@@ -154,12 +156,24 @@ def naive_retention(log: Log, day: date, now: datetime) -> dict[str, tuple[int, 
     return out
 
 
+def naive_leaves(log: Log, day: date) -> int:
+    lo, hi = day_bounds(log, day)
+    return sum(
+        1
+        for ts, kind, u, _ in log.events
+        if kind == "leave" and lo <= ts < hi and is_member(log, u, ts)
+    )
+
+
 def naive_audience(log: Log, day: date) -> int:
     lo, hi = day_bounds(log, day)
     present = set()
     for u in people(log):
-        instants = [lo] + [ts + timedelta(microseconds=1) for ts, _, x, _ in log.events
-                           if x == u and lo <= ts < hi]
+        instants = [lo] + [
+            ts + timedelta(microseconds=1)
+            for ts, _, x, _ in log.events
+            if x == u and lo <= ts < hi
+        ]
         if any(is_member(log, u, i) for i in instants):
             present.add(u)
     return len(present)
@@ -228,12 +242,16 @@ async def feed(repo: Repo, log: Log, chat_id: int) -> None:
             if target is not None:
                 t = posts[target]
                 reply = ReplyTarget(target, t[1], t[3], t[2])
-            await repo.record_post(Post(chat_id, mid, ts, role, sender, is_question=question),
-                                   reply, WINDOW_S)
+            await repo.record_post(
+                Post(chat_id, mid, ts, role, sender, is_question=question), reply, WINDOW_S
+            )
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(log=logs())
 async def test_engine_equals_naive_reference(repo: Repo, log: Log) -> None:
     chat_id = next(_chat_ids)
@@ -247,16 +265,21 @@ async def test_engine_equals_naive_reference(repo: Repo, log: Log) -> None:
         report, _, _ = await service.digest(repo, config, chat_id, day, now)
         cohort = naive_cohort(log, day)
         assert report["joins"] == len(cohort), day
+        assert report["leaves"] == naive_leaves(log, day), day
         cells = report["retention"]
         assert isinstance(cells, dict)
         for name, (retained, matured, pending) in naive_retention(log, day, now).items():
             # the report shows day1 for cohort D-1: compare with that cohort
             if name == "day1":
-                retained, matured, pending = naive_retention(
-                    log, day - timedelta(days=1), now)["day1"]
+                retained, matured, pending = naive_retention(log, day - timedelta(days=1), now)[
+                    "day1"
+                ]
             got = cells[name]
             assert (got["retained"], got["matured"], got["pending"]) == (
-                retained, matured, pending), (day, name)
+                retained,
+                matured,
+                pending,
+            ), (day, name)
         active = report["active"]
         assert isinstance(active, dict)
         assert active["audience"] == naive_audience(log, day), day

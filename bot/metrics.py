@@ -1,0 +1,290 @@
+"""Pure metric definitions (SPEC 3, 4, 9): checkpoints, cohorts, retention, head-count,
+audience and active rates. No Telegram, no SQLAlchemy: events in, numbers out.
+
+"State at instant c" is the state after every event strictly before c; an event at exactly
+c belongs to what comes after (SPEC 3).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
+from zoneinfo import ZoneInfo
+
+from bot.events import ActivityMark, HostChange, Level, MemberKind, MembershipEvent
+
+WINDOW_RE = re.compile(r"^(?:(?P<hours>[1-9]\d*)h|day(?P<days>\d+))$")
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    name: str
+    hours: int | None
+    days: int | None
+
+
+def parse_window(name: str) -> Window:
+    """`1h`, `24h`, `Nh` or `day0`, `day1`, `dayN`."""
+    m = WINDOW_RE.match(name.strip())
+    if m is None:
+        raise ValueError(f"window {name!r}: expected Nh (e.g. 1h, 24h) or dayN (e.g. day0, day1)")
+    if m.group("hours"):
+        return Window(name.strip(), int(m.group("hours")), None)
+    return Window(name.strip(), None, int(m.group("days")))
+
+
+def local_day(ts_utc: datetime, tz: ZoneInfo) -> date:
+    return ts_utc.astimezone(tz).date()
+
+
+def local_day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """[start, end) of a local day in UTC; DST days last 23 or 25 hours."""
+    start = datetime.combine(day, time(0), tz).astimezone(UTC)
+    end = datetime.combine(day + timedelta(days=1), time(0), tz).astimezone(UTC)
+    return start, end
+
+
+def checkpoint(join_ts_utc: datetime, window: Window, tz: ZoneInfo) -> datetime:
+    if window.hours is not None:
+        return join_ts_utc + timedelta(hours=window.hours)
+    assert window.days is not None
+    return local_day_bounds(local_day(join_ts_utc, tz) + timedelta(days=window.days), tz)[1]
+
+
+def report_cohort_day(day: date, window: Window) -> date:
+    """The cohort a report of day D shows for a window (SPEC 9)."""
+    if window.hours is not None:
+        return day if window.hours < 24 else day - timedelta(days=math.ceil(window.hours / 24))
+    assert window.days is not None
+    return day - timedelta(days=window.days)
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionCell:
+    retained: int
+    matured: int
+    pending: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.retained / self.matured if self.matured else None
+
+
+@dataclass(frozen=True)
+class GroupHistory:
+    """One group's people: membership and host events, the baseline, bots, first posts."""
+
+    tz: ZoneInfo
+    tracking_start_utc: datetime | None
+    baseline_count: int
+    membership: Sequence[MembershipEvent]
+    host_changes: Sequence[HostChange] = ()
+    always_hosts: frozenset[int] = frozenset()
+    bots: frozenset[int] = frozenset()
+    first_post_utc: Mapping[int, datetime] = field(default_factory=dict)
+
+    @cached_property
+    def _people(self) -> _People:
+        return _People(self)
+
+
+class _People:
+    """Per-user timelines, built once per history."""
+
+    def __init__(self, h: GroupHistory) -> None:
+        self.h = h
+        events: dict[int, list[MembershipEvent]] = {}
+        for e in sorted(h.membership, key=lambda e: (e.ts_utc, e.seq)):
+            events.setdefault(e.user_id, []).append(e)
+        hosts: dict[int, list[HostChange]] = {}
+        for c in sorted(h.host_changes, key=lambda c: (c.ts_utc, c.seq)):
+            hosts.setdefault(c.user_id, []).append(c)
+        self.events = events
+        self.event_ts = {u: [e.ts_utc for e in evs] for u, evs in events.items()}
+        self.hosts = hosts
+        self.host_ts = {u: [c.ts_utc for c in cs] for u, cs in hosts.items()}
+        self.users = set(events) | set(hosts)
+        self.initial_in = {u: self._initially_in(u) for u in self.users}
+        self.effective: list[tuple[datetime, int, MemberKind]] = []  # state-changing events
+        for u, evs in events.items():
+            state = self.initial_in[u]
+            for e in evs:
+                if (e.kind == MemberKind.JOIN) != state:
+                    state = not state
+                    self.effective.append((e.ts_utc, u, e.kind))
+        self.effective.sort(key=lambda x: x[0])
+        self.effective_ts = [x[0] for x in self.effective]
+        start = h.tracking_start_utc
+        self.initially_member = {
+            u
+            for u in self.users
+            if self.initial_in[u]
+            and u not in h.bots
+            and not (start is not None and self.host_at(u, start, inclusive=True))
+        }
+
+    def _initially_in(self, u: int) -> bool:
+        """Members before tracking: first seen leaving or posting, or as an admin (SPEC 2)."""
+        evs = self.events.get(u)
+        if not evs:
+            return True  # only host changes: an admin who was in the group
+        first_post = self.h.first_post_utc.get(u)
+        return evs[0].kind == MemberKind.LEAVE or (
+            first_post is not None and first_post < evs[0].ts_utc
+        )
+
+    def in_group_at(self, u: int, instant: datetime, inclusive: bool = False) -> bool:
+        ts = self.event_ts.get(u)
+        if not ts:
+            return u in self.users
+        i = (bisect_right if inclusive else bisect_left)(ts, instant)
+        return self.initial_in[u] if i == 0 else self.events[u][i - 1].kind == MemberKind.JOIN
+
+    def host_at(self, u: int, instant: datetime, inclusive: bool = False) -> bool:
+        if u in self.h.always_hosts:
+            return True
+        ts = self.host_ts.get(u)
+        if not ts:
+            return False
+        i = (bisect_right if inclusive else bisect_left)(ts, instant)
+        return i > 0 and self.hosts[u][i - 1].is_host
+
+    def member_at(self, u: int, instant: datetime, inclusive: bool = False) -> bool:
+        return (
+            u not in self.h.bots
+            and self.in_group_at(u, instant, inclusive)
+            and not self.host_at(u, instant, inclusive)
+        )
+
+    def effective_between(
+        self, lo: datetime, hi: datetime
+    ) -> list[tuple[datetime, int, MemberKind]]:
+        return self.effective[
+            bisect_left(self.effective_ts, lo) : bisect_left(self.effective_ts, hi)
+        ]
+
+
+def _tracking_day(h: GroupHistory) -> date | None:
+    return None if h.tracking_start_utc is None else local_day(h.tracking_start_utc, h.tz)
+
+
+def _was_member(h: GroupHistory, u: int, instant: datetime) -> bool:
+    """Member at an instant; up to the tracking start, people are as they were found then
+    (the baseline counts as present from the start of the tracking day, SPEC 9)."""
+    assert h.tracking_start_utc is not None
+    if instant <= h.tracking_start_utc:
+        return u in h._people.initially_member
+    return h._people.member_at(u, instant)
+
+
+def cohort(history: GroupHistory, day: date) -> list[tuple[int, datetime]]:
+    """Members whose membership interval starts on local day D, first join of D each."""
+    p = history._people
+    lo, hi = local_day_bounds(day, history.tz)
+    first: dict[int, datetime] = {}
+    for ts, u, kind in p.effective_between(lo, hi):
+        if (
+            kind == MemberKind.JOIN
+            and u not in first
+            and u not in history.bots
+            and not p.host_at(u, ts, inclusive=True)
+        ):
+            first[u] = ts
+    return sorted(first.items(), key=lambda x: (x[1], x[0]))
+
+
+def retention(history: GroupHistory, day: date, window: Window, now: datetime) -> RetentionCell:
+    p = history._people
+    retained = matured = pending = 0
+    for user, ts in cohort(history, day):
+        c = checkpoint(ts, window, history.tz)
+        if c > now:
+            pending += 1
+            continue
+        matured += 1
+        retained += p.in_group_at(user, c)  # promoted to admin still counts as retained
+    return RetentionCell(retained, matured, pending)
+
+
+def pooled(cells: Iterable[RetentionCell]) -> RetentionCell:
+    """Σ retained / Σ matured over a range of cohorts (SPEC 3)."""
+    cells = list(cells)
+    return RetentionCell(
+        sum(c.retained for c in cells),
+        sum(c.matured for c in cells),
+        sum(c.pending for c in cells),
+    )
+
+
+def in_group_at(history: GroupHistory, user_id: int, instant: datetime) -> bool:
+    return history._people.in_group_at(user_id, instant)
+
+
+def headcount_at(history: GroupHistory, instant: datetime) -> int | None:
+    """Baseline plus the tracked people's changes since tracking began (SPEC 4, 9)."""
+    first = _tracking_day(history)
+    if first is None or instant < local_day_bounds(first, history.tz)[0]:
+        return None
+    p = history._people
+    change = sum(_was_member(history, u, instant) for u in p.users) - len(p.initially_member)
+    return history.baseline_count + change
+
+
+def headcount_end(history: GroupHistory, day: date, now: datetime) -> int | None:
+    """Members at the end of D, or now while D is not over (SPEC 9)."""
+    return headcount_at(history, min(local_day_bounds(day, history.tz)[1], now))
+
+
+def audience(history: GroupHistory, day: date) -> int | None:
+    """Members at the start of D plus members who became members during D (SPEC 4)."""
+    first = _tracking_day(history)
+    if first is None or day < first:
+        return None
+    lo, hi = local_day_bounds(day, history.tz)
+    start_count = headcount_at(history, lo)
+    assert start_count is not None
+    p = history._people
+    arrived = set()
+    for u in p.users:
+        if _was_member(history, u, lo):
+            continue
+        moments = [t for t in p.event_ts.get(u, ()) if lo <= t < hi]
+        moments += [t for t in p.host_ts.get(u, ()) if lo <= t < hi]
+        if any(p.member_at(u, t, inclusive=True) for t in moments):
+            arrived.add(u)
+    return start_count + len(arrived)
+
+
+def joins_on(history: GroupHistory, day: date) -> int:
+    return len(cohort(history, day))
+
+
+def leaves_on(history: GroupHistory, day: date) -> int:
+    """Leave events of members on D; an admin leaving is not a member leaving."""
+    p = history._people
+    lo, hi = local_day_bounds(day, history.tz)
+    return sum(
+        1
+        for ts, u, kind in p.effective_between(lo, hi)
+        if kind == MemberKind.LEAVE and u not in history.bots and not p.host_at(u, ts)
+    )
+
+
+def active_users(marks: Iterable[ActivityMark], day: date, tz: ZoneInfo, level: Level) -> int:
+    lo, hi = local_day_bounds(day, tz)
+    return len({m.user_id for m in marks if m.level == level and lo <= m.ts_utc < hi})
+
+
+def active_rate(users: int, audience: int | None) -> float | None:
+    return users / audience if audience else None
+
+
+def mean_rate(rates: Iterable[float | None]) -> float | None:
+    """The playbook's "average from day A to B": mean of daily rates, days without one left out."""
+    known = [r for r in rates if r is not None]
+    return sum(known) / len(known) if known else None
