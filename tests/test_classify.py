@@ -82,8 +82,9 @@ def test_is_question_never_raises(text: str) -> None:
     assert is_question(text, DEFAULT_QUESTION_MARKERS) in (True, False)
 
 
-def post(mid: int, sender: int | None, minutes: float, r: Role = Role.MEMBER,
-         q: bool = False) -> Post:
+def post(
+    mid: int, sender: int | None, minutes: float, r: Role = Role.MEMBER, q: bool = False
+) -> Post:
     return Post(CHAT, mid, T0 + timedelta(minutes=minutes), r, sender, is_question=q)
 
 

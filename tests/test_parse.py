@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.parse import TargetChange, UsageError, parse_days, parse_setting, parse_settarget
+from bot.parse import TargetChange, UsageError, parse_days, parse_settarget, parse_setting
 
 
 @pytest.mark.parametrize(
@@ -27,8 +29,16 @@ def test_settarget_forms(args: list[str], expected: TargetChange) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["next_day"], ["weekly", "80%"], ["next_day", "180%"], ["next_day", "abc"],
-     ["next_day", "80%", "1-7"], ["response", "20%", "7-1"], ["response", "20%", "x"]],
+    [
+        [],
+        ["next_day"],
+        ["weekly", "80%"],
+        ["next_day", "180%"],
+        ["next_day", "abc"],
+        ["next_day", "80%", "1-7"],
+        ["response", "20%", "7-1"],
+        ["response", "20%", "x"],
+    ],
 )
 def test_settarget_bad_forms(args: list[str]) -> None:
     with pytest.raises(UsageError) as info:
@@ -57,7 +67,5 @@ def test_settings_forms() -> None:
 @given(st.lists(st.text(max_size=12), max_size=4))
 def test_parsers_fuzzed(args: list[str]) -> None:
     for parser in (parse_settarget, parse_setting, lambda a: parse_days(a, "u")):
-        try:
+        with contextlib.suppress(UsageError):
             parser(args)
-        except UsageError:
-            pass
