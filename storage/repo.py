@@ -489,6 +489,7 @@ class Repo:
                     title=old.title,
                     type="supergroup",
                     baseline_count=old.baseline_count,
+                    linked_chat_id=old.linked_chat_id,
                     bot_is_admin=old.bot_is_admin,
                     bot_status=old.bot_status,
                     tracking_start_ts=old.tracking_start_ts,

@@ -1,0 +1,288 @@
+"""A small fake Telegram Bot API server on 127.0.0.1 for end-to-end tests.
+
+It answers the methods opsbot calls with JSON shaped as the Bot API documents (checked
+against shared/botapi/botapi_subset.json by tests/test_botapi_server.py), serves queued
+updates through getUpdates with Telegram's offset semantics, and records every call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl
+
+TOKEN = "123456:TEST-TOKEN"
+BOT_ID = 999000
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+def bot_user() -> dict[str, Any]:
+    return {"id": BOT_ID, "is_bot": True, "first_name": "opsbot", "username": "opsbot_test_bot"}
+
+
+class FakeBotAPI:
+    def __init__(self, token: str = TOKEN) -> None:
+        self.token = token
+        self.lock = threading.Condition()
+        self.updates: list[dict[str, Any]] = []
+        self.confirmed_offset = 0
+        self.calls: list[Call] = []
+        self.admins: dict[int, list[dict[str, Any]]] = {}
+        self.members: dict[tuple[int, int], dict[str, Any]] = {}
+        self.member_counts: dict[int, int] = {}
+        self.chats: dict[int, dict[str, Any]] = {}
+        self.failures: dict[str, list[dict[str, Any]]] = {}
+        self.privacy_mode_off = True
+        self.max_poll_wait = 0.2
+        self.forbidden_chats: set[int] = set()
+        self._update_ids = itertools.count(1)
+        self._message_ids = itertools.count(10_000)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    # ---- control ---------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> FakeBotAPI:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def push(self, *updates: dict[str, Any]) -> list[int]:
+        ids = []
+        with self.lock:
+            for update in updates:
+                update = dict(update)
+                update.setdefault("update_id", next(self._update_ids))
+                ids.append(update["update_id"])
+                self.updates.append(update)
+            self.lock.notify_all()
+        return ids
+
+    def wait_confirmed(self, timeout: float = 10.0) -> bool:
+        """True once every pushed update was confirmed by a later getUpdates offset."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while self.updates:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.lock.wait(left)
+        return True
+
+    def calls_of(self, method: str) -> list[Call]:
+        with self.lock:
+            return [c for c in self.calls if c.method == method]
+
+    def fail_next(
+        self,
+        method: str,
+        count: int = 1,
+        error_code: int = 429,
+        retry_after: int = 1,
+        description: str | None = None,
+    ) -> None:
+        error: dict[str, Any] = {"ok": False, "error_code": error_code}
+        if error_code == 429:
+            error["description"] = description or f"Too Many Requests: retry after {retry_after}"
+            error["parameters"] = {"retry_after": retry_after}
+        else:
+            error["description"] = description or "Bad Request: failed"
+        self.failures.setdefault(method, []).extend([error] * count)
+
+    # ---- methods ---------------------------------------------------------------------
+
+    def answer(self, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        queue = self.failures.get(method)
+        if queue:
+            error = queue.pop(0)
+            return error["error_code"], error
+        handler = getattr(self, f"m_{method}", None)
+        if handler is None:
+            return 404, {"ok": False, "error_code": 404, "description": "Not Found"}
+        result = handler(params)
+        if isinstance(result, tuple):
+            return result
+        return 200, {"ok": True, "result": result}
+
+    def m_getMe(self, _: dict[str, Any]) -> Any:
+        return bot_user() | {
+            "can_join_groups": True,
+            "can_read_all_group_messages": self.privacy_mode_off,
+            "supports_inline_queries": False,
+        }
+
+    def m_getUpdates(self, params: dict[str, Any]) -> Any:
+        offset = int(params.get("offset", 0) or 0)
+        limit = int(params.get("limit", 100) or 100)
+        wait = min(float(params.get("timeout", 0) or 0), self.max_poll_wait)
+        deadline = time.monotonic() + wait
+        with self.lock:
+            if offset:
+                # Telegram forgets every update below a confirmed offset
+                self.updates = [u for u in self.updates if u["update_id"] >= offset]
+                self.confirmed_offset = max(self.confirmed_offset, offset)
+                self.lock.notify_all()
+            while not self.updates and time.monotonic() < deadline:
+                self.lock.wait(deadline - time.monotonic())
+            return self.updates[:limit]
+
+    def _ok(self, _: dict[str, Any]) -> Any:
+        return True
+
+    m_deleteWebhook = m_setWebhook = m_setMyCommands = m_deleteMyCommands = _ok
+    m_answerCallbackQuery = _ok
+
+    def _chat(self, chat_id: int) -> dict[str, Any]:
+        if chat_id in self.chats:
+            return {k: v for k, v in self.chats[chat_id].items() if k in ("id", "type", "title")}
+        return {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"} | (
+            {"first_name": "User"} if chat_id > 0 else {"title": "Group"}
+        )
+
+    def _sent(self, params: dict[str, Any], **content: Any) -> Any:
+        chat_id = int(params["chat_id"])
+        if chat_id in self.forbidden_chats:
+            return 403, {
+                "ok": False,
+                "error_code": 403,
+                "description": "Forbidden: bot can't initiate conversation with a user",
+            }
+        return {
+            "message_id": next(self._message_ids),
+            "date": int(time.time()),
+            "chat": self._chat(chat_id),
+            "from": bot_user(),
+            **content,
+        }
+
+    def m_sendMessage(self, params: dict[str, Any]) -> Any:
+        return self._sent(params, text=params.get("text", ""))
+
+    def m_sendPhoto(self, params: dict[str, Any]) -> Any:
+        return self._sent(
+            params, photo=[{"file_id": "p1", "file_unique_id": "u1", "width": 960, "height": 540}]
+        )
+
+    def m_sendDocument(self, params: dict[str, Any]) -> Any:
+        return self._sent(
+            params, document={"file_id": "d1", "file_unique_id": "u2", "file_name": "export.csv"}
+        )
+
+    def m_getChat(self, params: dict[str, Any]) -> Any:
+        chat_id = int(params["chat_id"])
+        info = self.chats.get(chat_id, self._chat(chat_id))
+        return {
+            "accent_color_id": 0,
+            "max_reaction_count": 11,
+            "accepted_gift_types": {
+                "unlimited_gifts": False,
+                "limited_gifts": False,
+                "unique_gifts": False,
+                "premium_subscription": False,
+                "gifts_from_channels": False,
+            },
+        } | info
+
+    def m_getChatAdministrators(self, params: dict[str, Any]) -> Any:
+        return self.admins.get(int(params["chat_id"]), [])
+
+    def m_getChatMember(self, params: dict[str, Any]) -> Any:
+        chat_id, user_id = int(params["chat_id"]), int(params["user_id"])
+        if (chat_id, user_id) in self.members:
+            return self.members[(chat_id, user_id)]
+        for admin in self.admins.get(chat_id, []):
+            if admin["user"]["id"] == user_id:
+                return admin
+        return {"status": "left", "user": {"id": user_id, "is_bot": False, "first_name": "U"}}
+
+    def m_getChatMemberCount(self, params: dict[str, Any]) -> Any:
+        return self.member_counts.get(int(params["chat_id"]), 0)
+
+    # ---- HTTP ------------------------------------------------------------------------
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                prefix, _, method = self.path.lstrip("/").partition("/")
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if prefix != f"bot{api.token}":
+                    self._send(
+                        401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
+                    )
+                    return
+                params, files = parse_body(self.headers.get("Content-Type", ""), body)
+                status, payload = api.answer(method, params)
+                with api.lock:
+                    api.calls.append(Call(method, params, files))
+                    api.lock.notify_all()
+                self._send(status, payload)
+
+            do_GET = do_POST  # noqa: N815
+
+            def _send(self, status: int, payload: dict[str, Any]) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                # a long poll the client gave up on at shutdown
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(data)
+
+        return Handler
+
+
+def _decode(value: str) -> Any:
+    """PTB sends non-string parameters JSON-encoded inside form fields."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def parse_body(content_type: str, body: bytes) -> tuple[dict[str, Any], dict[str, bytes]]:
+    if not body:
+        return {}, {}
+    if content_type.startswith("application/json"):
+        return json.loads(body), {}
+    if content_type.startswith("multipart/form-data"):
+        msg = BytesParser(policy=HTTP).parsebytes(
+            f"Content-Type: {content_type}\r\n\r\n".encode() + body
+        )
+        params: dict[str, Any] = {}
+        files: dict[str, bytes] = {}
+        for part in msg.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            payload = part.get_payload(decode=True) or b""
+            if part.get_filename():
+                files[str(name)] = payload
+            else:
+                params[str(name)] = _decode(payload.decode())
+        return params, files
+    return {k: _decode(v) for k, v in parse_qsl(body.decode(), keep_blank_values=True)}, {}
