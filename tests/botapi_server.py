@@ -65,7 +65,8 @@ class FakeBotAPI:
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
+        if self.thread.is_alive():
+            self.server.shutdown()
         self.server.server_close()
 
     def push(self, *updates: dict[str, Any]) -> list[int]:
