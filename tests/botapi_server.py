@@ -28,6 +28,7 @@ class Call:
     method: str
     params: dict[str, Any]
     files: dict[str, bytes] = field(default_factory=dict)
+    status: int = 200
 
 
 def bot_user() -> dict[str, Any]:
@@ -240,7 +241,7 @@ class FakeBotAPI:
                 params, files = parse_body(self.headers.get("Content-Type", ""), body)
                 status, payload = api.answer(method, params)
                 with api.lock:
-                    api.calls.append(Call(method, params, files))
+                    api.calls.append(Call(method, params, files, status))
                     api.lock.notify_all()
                 self._send(status, payload)
 

@@ -1,0 +1,188 @@
+"""Digests and alerts (SPEC 5, 6): right local time, exactly once, retries honoured."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bot import schedule
+from tests import tg
+from tests.botapi_server import BOT_ID, FakeBotAPI
+from tests.e2e import bot_running, make_config, settle
+
+SH, NY = ZoneInfo("Asia/Shanghai"), ZoneInfo("America/New_York")
+CHAT = -100777
+GROUP = tg.group(CHAT, "Camp")
+HOST, BOT_USER = tg.user(1, "Host"), tg.user(BOT_ID, "opsbot", True)
+
+
+def local_ts(days_ago: int, hour: int, minute: int = 0, tz: ZoneInfo = SH) -> int:
+    today = datetime.now(tz).date()
+    return int(
+        datetime.combine(today - timedelta(days=days_ago), time(hour, minute), tz).timestamp()
+    )
+
+
+def joins(
+    n: int, first_user: int, ts: int, leave_after_s: int | None = None
+) -> list[dict[str, Any]]:
+    out = []
+    for u in range(first_user, first_user + n):
+        user = tg.user(u)
+        out.append(
+            tg.chat_member(GROUP, user, ts, tg.member(user, "left"), tg.member(user, "member"))
+        )
+        if leave_after_s is not None:
+            out.append(
+                tg.chat_member(
+                    GROUP,
+                    user,
+                    ts + leave_after_s,
+                    tg.member(user, "member"),
+                    tg.member(user, "left"),
+                )
+            )
+    return out
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeBotAPI]:
+    server = FakeBotAPI().start()
+    server.admins[CHAT] = [tg.member(HOST, "creator"), tg.member(BOT_USER, "administrator")]
+    server.member_counts[CHAT] = 12
+    server.chats[CHAT] = GROUP
+    yield server
+    server.stop()
+
+
+def history(api: FakeBotAPI) -> None:
+    """Added 3 days ago; 12 newcomers 2 days ago, 6 of them gone within 20 minutes."""
+    api.push(
+        tg.chat_member(
+            GROUP,
+            HOST,
+            local_ts(3, 8),
+            tg.member(BOT_USER, "left"),
+            tg.member(BOT_USER, "administrator"),
+            mine=True,
+        ),
+        *joins(6, 100, local_ts(2, 10)),
+        *joins(6, 200, local_ts(2, 11), leave_after_s=1200),
+    )
+
+
+def digests(api: FakeBotAPI) -> list[str]:
+    return [
+        c.params["text"]
+        for c in api.calls_of("sendMessage")
+        if int(c.params["chat_id"]) == CHAT and "📊" in c.params["text"] and c.status == 200
+    ]
+
+
+def alerts_sent(api: FakeBotAPI) -> list[str]:
+    return [
+        c.params["text"]
+        for c in api.calls_of("sendMessage")
+        if int(c.params["chat_id"]) == CHAT and "⚠️" in c.params["text"]
+    ]
+
+
+async def test_digest_jobs_run_at_local_time_in_each_group(api: FakeBotAPI, db_url: str) -> None:
+    config = make_config(api, db_url, digest_time=time(9, 0))
+    async with bot_running(config) as app:
+        history(api)
+        await settle(api)
+        jq = app.job_queue
+        assert jq is not None
+        await app.bot_data["repo"].update_chat(CHAT, timezone="America/New_York")
+        await schedule.schedule_chat(app, CHAT)
+        [job] = jq.get_jobs_by_name(f"digest:{CHAT}")
+        trigger = job.job.trigger
+        # across the autumn DST change, 09:00 New York is 13:00 UTC, then 14:00 UTC
+        before = trigger.get_next_fire_time(None, datetime(2026, 10, 31, 12, tzinfo=UTC))
+        after = trigger.get_next_fire_time(None, datetime(2026, 11, 1, 12, tzinfo=UTC))
+        assert before.astimezone(UTC).hour == 13
+        assert after.astimezone(UTC).hour == 14
+        assert before.astimezone(NY).hour == after.astimezone(NY).hour == 9
+        await app.bot_data["repo"].update_chat(CHAT, timezone="Asia/Shanghai")
+        await schedule.schedule_chat(app, CHAT)
+        [job] = jq.get_jobs_by_name(f"digest:{CHAT}")
+        nxt = job.job.trigger.get_next_fire_time(None, datetime(2026, 11, 20, tzinfo=UTC))
+        assert nxt.astimezone(UTC) == datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
+
+
+async def test_missed_digest_is_sent_once_at_start_up(api: FakeBotAPI, db_url: str) -> None:
+    config = make_config(api, db_url, digest_time=time(0, 0))  # always already due today
+    async with bot_running(config):
+        history(api)
+        await settle(api)
+    for _ in range(2):  # two restarts: the catch-up digest goes out once
+        async with bot_running(config):
+            await settle(api)
+            await asyncio.sleep(0.3)
+    sent = digests(api)
+    assert len(sent) == 1
+    yesterday = (datetime.now(SH).date() - timedelta(days=1)).isoformat()
+    assert yesterday in sent[0]
+
+
+async def test_alert_fires_once_for_a_breached_matured_cohort(
+    api: FakeBotAPI, db_url: str
+) -> None:
+    config = make_config(api, db_url, min_sample=10, digest_time=time(23, 59))
+    async with bot_running(config) as app:
+        history(api)
+        await settle(api)
+        repo = app.bot_data["repo"]
+        await repo.set_chat_target(CHAT, "retention_1h", 0.8, None, 1, datetime.now(UTC))
+        now = datetime.now(UTC)
+        assert await schedule.send_alerts(app, CHAT, now) == 1
+        assert await schedule.send_alerts(app, CHAT, now + timedelta(minutes=15)) == 0
+    async with bot_running(config) as app:  # and not after a restart either
+        assert await schedule.send_alerts(app, CHAT, datetime.now(UTC)) == 0
+    [alert] = alerts_sent(api)
+    assert "retention_1h" in alert
+    assert "50.0%" in alert
+    assert "80%" in alert
+
+
+async def test_no_alert_below_min_sample(api: FakeBotAPI, db_url: str) -> None:
+    config = make_config(api, db_url, min_sample=13)
+    async with bot_running(config) as app:
+        history(api)
+        await settle(api)
+        await app.bot_data["repo"].set_chat_target(
+            CHAT, "retention_1h", 0.8, None, 1, datetime.now(UTC)
+        )
+        assert await schedule.send_alerts(app, CHAT, datetime.now(UTC)) == 0
+
+
+async def test_retry_after_is_waited_out_not_dropped(api: FakeBotAPI, db_url: str) -> None:
+    config = make_config(api, db_url, digest_time=time(23, 59))  # no start-up catch-up
+    async with bot_running(config) as app:
+        history(api)
+        await settle(api)
+        api.fail_next("sendMessage", count=1, error_code=429, retry_after=1)
+        assert await schedule.send_digest(app, CHAT, datetime.now(UTC))
+    assert len(digests(api)) == 1
+    tries = [c.status for c in api.calls_of("sendMessage") if "📊" in c.params["text"]]
+    assert tries == [429, 200]
+
+
+async def test_two_processes_send_each_digest_once(api: FakeBotAPI, db_url: str) -> None:
+    config = make_config(api, db_url, digest_time=time(23, 59))
+    async with bot_running(config) as first:
+        history(api)
+        await settle(api)
+        async with bot_running(config) as second:
+            now = datetime.now(UTC)
+            results = await asyncio.gather(
+                *[schedule.send_digest(app, CHAT, now) for app in (first, second) * 3]
+            )
+    assert sum(results) == 1
+    assert len(digests(api)) == 1
