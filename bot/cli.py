@@ -48,6 +48,39 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--json", action="store_true", help="print the JSON structure")
     rep.set_defaults(func=cmd_report)
 
+    imp = sub.add_parser("import", help="back-fill from a Telegram Desktop export (result.json)")
+    _add_config(imp)
+    imp.add_argument("file", metavar="FILE", help="result.json from Telegram Desktop")
+    imp.add_argument(
+        "--chat-id",
+        type=int,
+        metavar="ID",
+        help="Bot API chat id to file it under (default: from the export)",
+    )
+    imp.add_argument(
+        "--export-timezone",
+        metavar="ZONE",
+        help="timezone of the exporting computer (needed for exports without "
+        "date_unixtime, made before 2021)",
+    )
+    imp.add_argument(
+        "--host",
+        type=int,
+        action="append",
+        default=[],
+        metavar="ID",
+        help="a host's user id (repeatable): exports have no admin list",
+    )
+    imp.add_argument(
+        "--bot",
+        type=int,
+        action="append",
+        default=[],
+        metavar="ID",
+        help="a bot's user id (repeatable): exports have no bot flag",
+    )
+    imp.set_defaults(func=cmd_import)
+
     from bot.cli_offline import add_offline_commands
 
     add_offline_commands(sub, _add_config)
@@ -95,6 +128,37 @@ def cmd_report(args: argparse.Namespace, config: Config) -> int:
         return 0
 
     return asyncio.run(main())
+
+
+def cmd_import(args: argparse.Namespace, config: Config) -> int:
+    from pathlib import Path
+
+    from bot.importer import ExportError, import_export
+    from storage.repo import Repo
+
+    async def main() -> list[str]:
+        repo = await Repo.open(config.storage_url)
+        try:
+            summaries = await import_export(
+                repo,
+                config,
+                Path(args.file),
+                chat_id=args.chat_id,
+                export_tz=args.export_timezone,
+                hosts=args.host,
+                bots=args.bot,
+            )
+        finally:
+            await repo.close()
+        return [s.text() for s in summaries]
+
+    try:
+        texts = asyncio.run(main())
+    except ExportError as exc:
+        print(f"opsbot: import failed, nothing was changed: {exc}", file=sys.stderr)
+        return 2
+    print("\n\n".join(texts))
+    return 0
 
 
 def cmd_run(args: argparse.Namespace, config: Config) -> int:

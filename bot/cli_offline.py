@@ -112,12 +112,16 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
     chat_id = int(f"-100{spec.chat_id}")
     hosts = [synthetic.HOST_BASE_ID + i for i in range(spec.hosts)]
     print(f"1. wrote a synthetic Telegram Desktop export: {export} ({n} items)")
+    (out / "config.toml").write_text(f'[storage]\nurl = "sqlite:///{db_path.resolve()}"\n')
 
     async def main() -> None:
         repo = await Repo.open(config.storage_url)
         try:
             await importer.import_export(repo, config, export, hosts=hosts)
             print(f"2. imported it into {db_path}\n")
+            # example targets, as an owner would set them with /settarget
+            await repo.set_chat_target(chat_id, "retention_day1", 0.8, None, 0, now)
+            await repo.set_chat_target(chat_id, "response_rate", 0.2, "last 7", 0, now)
             settings = await service.group_settings(repo, config, chat_id)
             last_day: date = now.astimezone(settings.tz).date() - timedelta(days=1)
             report, net, _ = await service.digest(repo, config, chat_id, last_day, now)
@@ -137,10 +141,7 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
                 charts.trend_png("retention_day1", series, target, settings.language)
             )
             print(f"\n3. trend chart: {chart}")
-            print(
-                f"   try: opsbot report --chat {chat_id} --json "
-                f"--config <(echo '[storage]\\nurl = \"sqlite:///{db_path}\"')"
-            )
+            print(f"   more: opsbot report --chat {chat_id} --json --config {out / 'config.toml'}")
         finally:
             await repo.close()
 
