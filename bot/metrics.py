@@ -127,6 +127,25 @@ class _People:
             and u not in h.bots
             and not (start is not None and self.host_at(u, start, inclusive=True))
         }
+        self._member_changes()
+
+    def _member_changes(self) -> None:
+        """Every change of a person's member state as (ts, user, +1/-1), with prefix sums,
+        so the head-count at any instant is one bisect (SPEC 4, 9)."""
+        changes: list[tuple[datetime, int, int]] = []
+        for u in self.users:
+            state = u in self.initially_member  # as found at the tracking start
+            for t in sorted(set(self.event_ts.get(u, ())) | set(self.host_ts.get(u, ()))):
+                now_member = self.member_at(u, t, inclusive=True)
+                if now_member != state:
+                    changes.append((t, u, 1 if now_member else -1))
+                    state = now_member
+        changes.sort(key=lambda x: x[0])
+        self.changes = changes
+        self.change_ts = [c[0] for c in changes]
+        self.prefix = [0]
+        for _, _, d in changes:
+            self.prefix.append(self.prefix[-1] + d)
 
     def _initially_in(self, u: int) -> bool:
         """Members before tracking: first seen leaving or posting, or as an admin (SPEC 2)."""
@@ -171,15 +190,6 @@ class _People:
 
 def _tracking_day(h: GroupHistory) -> date | None:
     return None if h.tracking_start_utc is None else local_day(h.tracking_start_utc, h.tz)
-
-
-def _was_member(h: GroupHistory, u: int, instant: datetime) -> bool:
-    """Member at an instant; up to the tracking start, people are as they were found then
-    (the baseline counts as present from the start of the tracking day, SPEC 9)."""
-    assert h.tracking_start_utc is not None
-    if instant <= h.tracking_start_utc:
-        return u in h._people.initially_member
-    return h._people.member_at(u, instant)
 
 
 def cohort(history: GroupHistory, day: date) -> list[tuple[int, datetime]]:
@@ -230,9 +240,11 @@ def headcount_at(history: GroupHistory, instant: datetime) -> int | None:
     first = _tracking_day(history)
     if first is None or instant < local_day_bounds(first, history.tz)[0]:
         return None
+    assert history.tracking_start_utc is not None
+    if instant <= history.tracking_start_utc:
+        return history.baseline_count  # as found at the start, from the start of that day
     p = history._people
-    change = sum(_was_member(history, u, instant) for u in p.users) - len(p.initially_member)
-    return history.baseline_count + change
+    return history.baseline_count + p.prefix[bisect_left(p.change_ts, instant)]
 
 
 def headcount_end(history: GroupHistory, day: date, now: datetime) -> int | None:
@@ -249,15 +261,11 @@ def audience(history: GroupHistory, day: date) -> int | None:
     start_count = headcount_at(history, lo)
     assert start_count is not None
     p = history._people
-    arrived = set()
-    for u in p.users:
-        if _was_member(history, u, lo):
-            continue
-        moments = [t for t in p.event_ts.get(u, ()) if lo <= t < hi]
-        moments += [t for t in p.host_ts.get(u, ()) if lo <= t < hi]
-        if any(p.member_at(u, t, inclusive=True) for t in moments):
-            arrived.add(u)
-    return start_count + len(arrived)
+    first_change: dict[int, int] = {}
+    for _, u, d in p.changes[bisect_left(p.change_ts, lo) : bisect_left(p.change_ts, hi)]:
+        first_change.setdefault(u, d)
+    # whoever's first change of the day makes them a member was not one at its start
+    return start_count + sum(1 for d in first_change.values() if d > 0)
 
 
 def joins_on(history: GroupHistory, day: date) -> int:
