@@ -32,6 +32,7 @@ GROUP_TYPES = {
     "public_supergroup": "supergroup",
 }
 JOIN_ACTIONS = ("join_group_by_link", "join_group_by_request", "invite_members")
+RECENT_MESSAGES = 200_000  # reply targets kept in memory; older ones are read back from the db
 
 
 class ExportError(ValueError):
@@ -498,6 +499,8 @@ async def _message(
         marks = answer_marks(post, state.recent, state.window_s)
     await writer.post(post, reply, marks)
     state.messages[mid] = (to_ts(ts), role, user_id)
+    if len(state.messages) > RECENT_MESSAGES:  # bounded memory: forget the oldest
+        del state.messages[next(iter(state.messages))]
     if role == Role.HOST or (role == Role.MEMBER and post.is_question):
         state.recent.append(post)
 

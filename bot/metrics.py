@@ -109,6 +109,7 @@ class _People:
         self.hosts = hosts
         self.host_ts = {u: [c.ts_utc for c in cs] for u, cs in hosts.items()}
         self.users = set(events) | set(hosts)
+        self.cohorts: dict[date, list[tuple[int, datetime]]] = {}
         self.initial_in = {u: self._initially_in(u) for u in self.users}
         self.effective: list[tuple[datetime, int, MemberKind]] = []  # state-changing events
         for u, evs in events.items():
@@ -195,6 +196,8 @@ def _tracking_day(h: GroupHistory) -> date | None:
 def cohort(history: GroupHistory, day: date) -> list[tuple[int, datetime]]:
     """Members whose membership interval starts on local day D, first join of D each."""
     p = history._people
+    if day in p.cohorts:
+        return p.cohorts[day]
     lo, hi = local_day_bounds(day, history.tz)
     first: dict[int, datetime] = {}
     for ts, u, kind in p.effective_between(lo, hi):
@@ -205,14 +208,22 @@ def cohort(history: GroupHistory, day: date) -> list[tuple[int, datetime]]:
             and not p.host_at(u, ts, inclusive=True)
         ):
             first[u] = ts
-    return sorted(first.items(), key=lambda x: (x[1], x[0]))
+    p.cohorts[day] = sorted(first.items(), key=lambda x: (x[1], x[0]))
+    return p.cohorts[day]
 
 
 def retention(history: GroupHistory, day: date, window: Window, now: datetime) -> RetentionCell:
     p = history._people
     retained = matured = pending = 0
-    for user, ts in cohort(history, day):
-        c = checkpoint(ts, window, history.tz)
+    members = cohort(history, day)
+    # dayN checkpoints are the same for the whole cohort: one zoneinfo computation
+    fixed = (
+        checkpoint(members[0][1], window, history.tz)
+        if members and window.days is not None
+        else None
+    )
+    for user, ts in members:
+        c = fixed or checkpoint(ts, window, history.tz)
         if c > now:
             pending += 1
             continue

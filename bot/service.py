@@ -60,7 +60,13 @@ class GroupData:
 
 
 async def load_group(
-    repo: Repo, config: Config, chat_id: int, first_day: date, last_day: date
+    repo: Repo,
+    config: Config,
+    chat_id: int,
+    first_day: date,
+    last_day: date,
+    *,
+    active: bool = True,
 ) -> GroupData:
     settings = await group_settings(repo, config, chat_id)
     rows = await repo.history(chat_id)
@@ -76,11 +82,13 @@ async def load_group(
         first_post_utc=rows.first_post_utc,
     )
     days = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
+    if not active:
+        return GroupData(chat_id, settings, history, {})
     counts = await repo.active_user_counts(
         chat_id, [metrics.local_day_bounds(d, tz) for d in days]
     )
-    active = {(days[i], level): n for (i, level), n in counts.items() if i < len(days)}
-    return GroupData(chat_id, settings, history, active)
+    by_day = {(days[i], level): n for (i, level), n in counts.items() if i < len(days)}
+    return GroupData(chat_id, settings, history, by_day)
 
 
 def active_rate_on(
@@ -228,7 +236,7 @@ async def retention_rows(
     """The `days` most recent local days ending today, one row each (SPEC 9)."""
     settings = await group_settings(repo, config, chat_id)
     last = metrics.local_day(now, settings.tz)
-    data = await load_group(repo, config, chat_id, last - timedelta(days=days), last)
+    data = await load_group(repo, config, chat_id, last - timedelta(days=days), last, active=False)
     rows: list[dict[str, object]] = []
     for i in range(days - 1, -1, -1):
         day = last - timedelta(days=i)

@@ -124,7 +124,11 @@ class MessageRow(Base):
     is_question: Mapped[bool] = mapped_column(Boolean, default=False)
     is_response: Mapped[bool] = mapped_column(Boolean, default=False)
     is_discussion: Mapped[bool] = mapped_column(Boolean, default=False)
-    __table_args__ = (Index(None, "chat_id", "ts"),)
+    __table_args__ = (
+        Index(None, "chat_id", "ts"),
+        # first posts of people with membership events (pre-tracking members, SPEC 2)
+        Index(None, "chat_id", "sender_id", "ts", "role"),
+    )
 
 
 class ActivityRow(Base):

@@ -612,16 +612,23 @@ class Repo:
             host_changes = [
                 HostChange(chat_id, u, from_ts(ts), h, seq, src) for u, ts, h, seq, src in hosts
             ]
-            firsts = await conn.execute(
-                select(MessageRow.sender_id, func.min(MessageRow.ts))
+            people_with_events = (
+                select(MembershipEventRow.user_id)
+                .where(MembershipEventRow.chat_id == chat_id)
+                .group_by(MembershipEventRow.user_id)
+                .subquery()
+            )
+            first_member_post = (
+                select(func.min(MessageRow.ts))
                 .where(
                     MessageRow.chat_id == chat_id,
+                    MessageRow.sender_id == people_with_events.c.user_id,
                     MessageRow.role == Role.MEMBER,
-                    MessageRow.sender_id.is_not(None),
                 )
-                .group_by(MessageRow.sender_id)
+                .scalar_subquery()
             )
-            first_post = {u: from_ts(ts) for u, ts in firsts if u is not None}
+            firsts = await conn.execute(select(people_with_events.c.user_id, first_member_post))
+            first_post = {u: from_ts(ts) for u, ts in firsts if ts is not None}
             people = {e.user_id for e in membership} | {h.user_id for h in host_changes}
             bots = await conn.execute(select(User.user_id).where(User.is_bot))
             bot_ids = frozenset(b for b in bots.scalars() if b in people)
