@@ -14,6 +14,7 @@ from telegram.ext import (
     AIORateLimiter,
     Application,
     ApplicationBuilder,
+    CallbackQueryHandler,
     ChatMemberHandler,
     CommandHandler,
     ContextTypes,
@@ -25,7 +26,7 @@ from bot import schedule
 from bot.config import Config
 from bot.context import AppContext, OpsApplication
 from bot.tracking import refresh_admins, utcnow
-from handlers import admin, commands, membership, messages
+from handlers import admin, commands, membership, messages, permissions
 from storage.repo import Repo
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ def register(application: OpsApplication) -> None:
     application.add_handler(CommandHandler("hosts", admin.on_hosts))
     application.add_handler(CommandHandler("settings", admin.on_settings))
     application.add_handler(CommandHandler("export", admin.on_export))
+    application.add_handler(CallbackQueryHandler(permissions.on_pick, pattern=r"^pick:"))
     application.add_error_handler(on_error)
 
 

@@ -13,7 +13,7 @@ from bot.tracking import utcnow
 from handlers.permissions import GroupCall, group_command
 
 
-@group_command(write=True)
+@group_command("settarget", write=True)
 async def on_settarget(update: Update, context: AppContext, call: GroupCall) -> None:
     change = parse_settarget(call.args)
     await context.repo.set_chat_target(
@@ -34,7 +34,7 @@ async def on_settarget(update: Update, context: AppContext, call: GroupCall) -> 
     await update.effective_message.reply_text(text)
 
 
-@group_command(write=True)
+@group_command("hosts", write=True)
 async def on_hosts(update: Update, context: AppContext, call: GroupCall) -> None:
     msg = update.effective_message
     assert msg is not None
@@ -70,7 +70,7 @@ async def _hosts_text(context: AppContext, call: GroupCall) -> str:
     return "\n".join(lines)
 
 
-@group_command(write=True)
+@group_command("settings", write=True)
 async def on_settings(update: Update, context: AppContext, call: GroupCall) -> None:
     msg = update.effective_message
     assert msg is not None
@@ -96,7 +96,7 @@ async def on_settings(update: Update, context: AppContext, call: GroupCall) -> N
     await msg.reply_text(t(lang, "settings_saved", name=name, value=value))
 
 
-@group_command(write=True)
+@group_command("export", write=True)
 async def on_export(update: Update, context: AppContext, call: GroupCall) -> None:
     """CSV files, always in a private chat with the admin, never in the group."""
     days = parse_days(call.args, "usage_export", default=30)

@@ -54,7 +54,7 @@ async def _reply_pre(update: Update, text: str) -> None:
     await update.effective_message.reply_text(pre(text), parse_mode=ParseMode.HTML)
 
 
-@group_command(write=False)
+@group_command("retention", write=False)
 async def on_retention(update: Update, context: AppContext, call: GroupCall) -> None:
     days = parse_days(call.args, "usage_retention")
     rows, settings = await service.retention_rows(
@@ -65,26 +65,25 @@ async def on_retention(update: Update, context: AppContext, call: GroupCall) -> 
     )
 
 
-@group_command(write=False)
+@group_command("active", write=False)
 async def on_active(update: Update, context: AppContext, call: GroupCall) -> None:
     days = parse_days(call.args, "usage_active")
     rows = await service.active_rows(context.repo, context.config, call.chat_id, days, utcnow())
     await _reply_pre(update, reports.active_table(rows, call.lang, call.settings.timezone))
 
 
-@group_command(write=False)
+@group_command("report", write=False)
 async def on_report(update: Update, context: AppContext, call: GroupCall) -> None:
     now = utcnow()
     day = parse_date_arg(call.args, "usage_report") or (
         metrics.local_day(now, call.settings.tz) - timedelta(days=1)
     )
     report, net, _ = await service.digest(context.repo, context.config, call.chat_id, day, now)
-    title = update.effective_chat.title if update.effective_chat else None
-    text = reports.digest_text(report, call.lang, title or str(call.chat_id), net)
+    text = reports.digest_text(report, call.lang, call.title, net)
     await _reply_pre(update, text)
 
 
-@group_command(write=False)
+@group_command("targets", write=False)
 async def on_targets(update: Update, context: AppContext, call: GroupCall) -> None:
     now = utcnow()
     day = metrics.local_day(now, call.settings.tz) - timedelta(days=1)
@@ -92,7 +91,7 @@ async def on_targets(update: Update, context: AppContext, call: GroupCall) -> No
     await _reply_pre(update, reports.targets_text(report, call.lang))
 
 
-@group_command(write=False)
+@group_command("trend", write=False)
 async def on_trend(update: Update, context: AppContext, call: GroupCall) -> None:
     if not call.args or len(call.args) > 2:
         raise UsageError("usage_trend")

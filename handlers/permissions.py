@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from telegram import Update
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import TelegramError
 
 from bot import service
@@ -27,6 +27,7 @@ class GroupCall:
     settings: GroupSettings
     user_id: int
     args: list[str]
+    title: str = ""
 
     @property
     def lang(self) -> str:
@@ -50,18 +51,22 @@ async def is_admin(context: AppContext, chat_id: int, user_id: int) -> bool:
 
 
 Handler = Callable[[Update, AppContext, GroupCall], Awaitable[None]]
-
-
 Command = Callable[[Update, AppContext], Coroutine[Any, Any, None]]
+# name -> (command body, is a write): what the private-chat group picker can run
+PICKABLE: dict[str, tuple[Handler, bool]] = {}
+PICK_PREFIX = "pick"
 
 
-def group_command(*, write: bool) -> Callable[[Handler], Command]:
+def group_command(name: str, *, write: bool) -> Callable[[Handler], Command]:
     """Resolve the group, check the caller's rights, turn a UsageError into its usage line.
 
     Reads are for admins, or everyone with `public_commands = true`; writes for admins only.
+    In a private chat the caller first picks one of the groups they are an admin of now.
     """
 
     def decorate(fn: Handler) -> Command:
+        PICKABLE[name] = (fn, write)
+
         @functools.wraps(fn)
         async def wrapper(update: Update, context: AppContext) -> None:
             msg, chat, user = (
@@ -69,28 +74,87 @@ def group_command(*, write: bool) -> Callable[[Handler], Command]:
                 update.effective_chat,
                 update.effective_user,
             )
-            if msg is None or chat is None:
+            if msg is None or chat is None or user is None:
+                return
+            args = list(context.args or [])
+            if chat.type == "private":
+                await show_picker(update, context, name, args)
                 return
             if chat.type not in ("group", "supergroup"):
-                lang = context.config.defaults.language
-                await msg.reply_text(t(lang, "group_only"))
                 return
-            settings = await service.group_settings(context.repo, context.config, chat.id)
             anonymous_admin = msg.sender_chat is not None and msg.sender_chat.id == chat.id
-            user_id = user.id if user else 0
-            allowed = anonymous_admin or (not write and settings.public_commands)
-            if not allowed:
-                allowed = await is_admin(context, chat.id, user_id)
-            if not allowed:
-                await msg.reply_text(t(settings.language, "admins_only"))
-                return
-            call = GroupCall(chat.id, settings, user_id, list(context.args or []))
-            try:
-                await fn(update, context, call)
-            except UsageError as exc:
-                text = t(settings.language, exc.key)
-                await msg.reply_text(f"{exc.detail}\n{text}" if exc.detail else text)
+            await run_for_group(
+                update, context, name, chat.id, user.id, args, trusted=anonymous_admin
+            )
 
         return wrapper
 
     return decorate
+
+
+async def run_for_group(
+    update: Update,
+    context: AppContext,
+    name: str,
+    chat_id: int,
+    user_id: int,
+    args: list[str],
+    *,
+    trusted: bool = False,
+) -> None:
+    """Check rights against Telegram now, then run the command body for that group."""
+    fn, write = PICKABLE[name]
+    msg = update.effective_message
+    assert msg is not None
+    settings = await service.group_settings(context.repo, context.config, chat_id)
+    allowed = trusted or (not write and settings.public_commands)
+    if not allowed:
+        allowed = await is_admin(context, chat_id, user_id)
+    if not allowed:
+        await msg.reply_text(t(settings.language, "admins_only"))
+        return
+    info = await context.repo.chat(chat_id)
+    title = (info.title if info else None) or str(chat_id)
+    try:
+        await fn(update, context, GroupCall(chat_id, settings, user_id, args, title))
+    except UsageError as exc:
+        text = t(settings.language, exc.key)
+        await msg.reply_text(f"{exc.detail}\n{text}" if exc.detail else text)
+
+
+async def show_picker(update: Update, context: AppContext, name: str, args: list[str]) -> None:
+    """An inline keyboard of the groups where this user is an admin now, and no others."""
+    msg, user = update.effective_message, update.effective_user
+    assert msg is not None
+    assert user is not None
+    lang = (
+        "zh" if (user.language_code or "").startswith("zh") else context.config.defaults.language
+    )
+    buttons = []
+    for chat_id in await context.repo.chat_ids():
+        if await is_admin(context, chat_id, user.id):
+            info = await context.repo.chat(chat_id)
+            data = f"{PICK_PREFIX}:{name}:{chat_id}:{' '.join(args)}"[:64]
+            buttons.append(
+                [InlineKeyboardButton((info and info.title) or str(chat_id), callback_data=data)]
+            )
+    if not buttons:
+        await msg.reply_text(t(lang, "no_groups"))
+        return
+    await msg.reply_text(t(lang, "pick_group"), reply_markup=InlineKeyboardMarkup(buttons))
+
+
+async def on_pick(update: Update, context: AppContext) -> None:
+    """A button of the picker: the data is only a request; rights are checked again here."""
+    query = update.callback_query
+    if query is None or query.data is None:
+        return
+    await query.answer()
+    try:
+        _, name, chat_id, arg_text = query.data.split(":", 3)
+        chat = int(chat_id)
+    except ValueError:
+        return
+    if name not in PICKABLE:
+        return
+    await run_for_group(update, context, name, chat, query.from_user.id, arg_text.split())

@@ -195,12 +195,41 @@ async def test_hosts_add_by_reply(api: FakeBotAPI, bot: OpsApplication) -> None:
     assert "Host (1)" in listing
 
 
-async def test_commands_in_private_chat_point_to_the_group(
+async def test_private_chat_picker_lists_only_the_users_groups_and_runs_there(
     api: FakeBotAPI, bot: OpsApplication
 ) -> None:
+    other = tg.group(-100999, "Someone else's group")
+    api.admins[-100999] = [tg.member(tg.user(77), "creator"), tg.member(BOT_USER, "administrator")]
+    api.member_counts[-100999] = 5
+    api.push(
+        tg.chat_member(
+            other,
+            tg.user(77),
+            local(1, 9),
+            tg.member(BOT_USER, "left"),
+            tg.member(BOT_USER, "administrator"),
+            mine=True,
+        )
+    )
     private = {"id": 1, "type": "private", "first_name": "Host"}
-    api.push(command("/retention", HOST, chat=private))
+    api.push(command("/retention 3", HOST, chat=private))
     await settle(api)
-    sent = [c for c in api.calls_of("sendMessage") if int(c.params["chat_id"]) == 1]
-    assert sent
-    assert "群" in sent[-1].params["text"] or "group" in sent[-1].params["text"]
+    picker = [c for c in api.calls_of("sendMessage") if int(c.params["chat_id"]) == 1][-1]
+    buttons = [b for row in picker.params["reply_markup"]["inline_keyboard"] for b in row]
+    assert [b["text"] for b in buttons] == ["Camp"]  # not the group where they are no admin
+    assert buttons[0]["callback_data"] == f"pick:retention:{CHAT}:3"
+    # pressing it runs the command for that group, in the private chat
+    query = {
+        "id": "q1",
+        "from": HOST,
+        "chat_instance": "ci",
+        "data": buttons[0]["callback_data"],
+        "message": tg.message(private, 555, local(0, 0), BOT_USER, "选择一个群：")["message"],
+    }
+    forged = dict(query, id="q2", data="pick:retention:-100999:3")
+    api.push({"callback_query": query}, {"callback_query": forged})
+    await settle(api)
+    sent = [c.params["text"] for c in api.calls_of("sendMessage") if int(c.params["chat_id"]) == 1]
+    assert "留存，最近 3 天" in sent[-2]
+    assert sent[-1] == "只有本群管理员可以使用这个命令。"  # forged data reaches nothing
+    assert len(api.calls_of("answerCallbackQuery")) == 2
