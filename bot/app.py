@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from telegram import BotCommand, Update
-from telegram.error import TelegramError
+from telegram.error import InvalidToken, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -25,11 +25,17 @@ from telegram.ext import (
 from bot import schedule
 from bot.config import Config
 from bot.context import AppContext, OpsApplication
+from bot.redact import redact_in_logs
 from bot.tracking import refresh_admins, utcnow
 from handlers import admin, commands, membership, messages, permissions
 from storage.repo import Repo
 
 log = logging.getLogger(__name__)
+
+
+class StartupError(RuntimeError):
+    """The bot cannot start; the message says what to fix and never holds the token."""
+
 
 COMMANDS = {
     "en": [
@@ -101,6 +107,8 @@ def register(application: OpsApplication) -> None:
     application.add_handler(CommandHandler("hosts", admin.on_hosts))
     application.add_handler(CommandHandler("settings", admin.on_settings))
     application.add_handler(CommandHandler("export", admin.on_export))
+    application.add_handler(CommandHandler("forgetme", admin.on_forgetme))
+    application.add_handler(CommandHandler("purge", admin.on_purge))
     application.add_handler(CallbackQueryHandler(permissions.on_pick, pattern=r"^pick:"))
     application.add_error_handler(on_error)
 
@@ -115,6 +123,7 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
 def build_application(config: Config, *, repo: Repo | None = None) -> OpsApplication:
     if not config.token:
         raise ValueError("telegram.token is not set (config file or OPSBOT_TOKEN)")
+    redact_in_logs(config.token)
     builder = (
         ApplicationBuilder()
         .token(config.token)
@@ -170,7 +179,12 @@ async def running(
 ) -> AsyncIterator[OpsApplication]:
     """Start the application exactly as `opsbot run` does; stop it on exit."""
     config: Config = application.bot_data["config"]
-    await application.initialize()
+    try:
+        await application.initialize()
+    except InvalidToken:  # PTB's message quotes the token: never let it reach a log
+        raise StartupError(
+            "Telegram rejected the bot token: check telegram.token or OPSBOT_TOKEN"
+        ) from None
     try:
         await _post_init(application)
         await application.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -73,7 +74,8 @@ def is_question(text: str | None, markers: Iterable[str]) -> bool:
     """A text (or caption) that ends with ?/？ or contains a configured marker."""
     if not text:
         return False
-    stripped = text.strip()
+    # invisible format characters (zero-width spaces, RTL marks) do not hide a "?"
+    stripped = "".join(ch for ch in text if unicodedata.category(ch) != "Cf").strip()
     if stripped.endswith(("?", "？")):
         return True
     pattern = _marker_pattern(tuple(m for m in markers if m.strip()))

@@ -179,7 +179,13 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
             loop.add_signal_handler(sig, stop.set)
         await run_until(build_application(config), stop)
 
-    asyncio.run(main())
+    from bot.app import StartupError
+
+    try:
+        asyncio.run(main())
+    except StartupError as exc:
+        print(f"opsbot: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -213,6 +219,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"opsbot: config error: {exc}", file=sys.stderr)
         return 2
+    from bot.config import token_file_warning
+
+    warning = token_file_warning(config)
+    if warning:
+        print(f"opsbot: {warning}", file=sys.stderr)
     func: Callable[[argparse.Namespace, Config], int] = args.func
     try:
         return func(args, config)

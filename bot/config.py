@@ -76,6 +76,7 @@ class Config:
     webhook_listen: str = "127.0.0.1"
     webhook_port: int = 8443
     storage_url: str = DEFAULT_DB_URL
+    retention_days: int = 400
     defaults: GroupSettings = field(default_factory=GroupSettings)
     groups: Mapping[int, GroupSettings] = field(default_factory=dict)
     source: str | None = None  # the file it came from, for messages
@@ -88,7 +89,7 @@ class Config:
 
 
 TELEGRAM_KEYS = {"token", "api_base_url", "mode", "webhook_url", "webhook_listen", "webhook_port"}
-STORAGE_KEYS = {"url"}
+STORAGE_KEYS = {"url", "retention_days"}
 SETTING_KEYS = {
     "timezone",
     "language",
@@ -311,6 +312,9 @@ def config_from_mapping(raw: Mapping[str, Any], source: str | None = None) -> Co
     if token is not None and not re.fullmatch(r"\d+:[\w-]+", str(token)):
         raise ConfigError("telegram.token: does not look like a bot token (digits:letters)")
     url = normalize_db_url(str(st.get("url", DEFAULT_DB_URL)))
+    keep = st.get("retention_days", 400)
+    if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
+        raise ConfigError("storage.retention_days: expected a positive number of days")
     defaults = _apply_settings(GroupSettings(), _section(raw, "defaults"), "defaults")
     groups: dict[int, GroupSettings] = {}
     for chat_key, section in _section(raw, "groups").items():
@@ -327,6 +331,7 @@ def config_from_mapping(raw: Mapping[str, Any], source: str | None = None) -> Co
         webhook_listen=str(tg.get("webhook_listen", "127.0.0.1")),
         webhook_port=port,
         storage_url=url,
+        retention_days=keep,
         defaults=defaults,
         groups=groups,
         source=source,
@@ -345,6 +350,22 @@ def config_path(explicit: str | None) -> Path | None:
         return Path(os.environ["OPSBOT_CONFIG"])
     default = Path("config.toml")
     return default if default.exists() else None
+
+
+def token_file_warning(config: Config) -> str | None:
+    """A world-readable config file that holds the token is worth a warning."""
+    if not config.source or not config.token or os.environ.get("OPSBOT_TOKEN"):
+        return None
+    try:
+        mode = Path(config.source).stat().st_mode
+    except OSError:
+        return None
+    if mode & 0o004:
+        return (
+            f"warning: {config.source} holds the bot token and everyone on this machine "
+            f"can read it: chmod 600 {config.source}, or use OPSBOT_TOKEN"
+        )
+    return None
 
 
 def load_config(explicit: str | None = None) -> Config:

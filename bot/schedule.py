@@ -34,6 +34,9 @@ def _services(application: Application[Any, Any, Any, Any, Any, Any]) -> tuple[R
 
 async def schedule_all(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
     repo, _ = _services(application)
+    jq = application.job_queue
+    assert jq is not None
+    jq.run_repeating(cleanup_job, interval=86400, first=60, name="cleanup")
     for chat_id in await repo.chat_ids():
         await schedule_chat(application, chat_id, catch_up=True)
 
@@ -64,6 +67,13 @@ async def schedule_chat(
     local_now = utcnow().astimezone(settings.tz)
     if catch_up and local_now.time() >= settings.digest_time:
         jq.run_once(digest_job, 0, name=f"digest-catchup:{chat_id}", chat_id=chat_id)
+
+
+async def cleanup_job(context: Any) -> None:
+    """Delete messages older than `[storage] retention_days` (README: privacy)."""
+    repo, config = _services(context.application)
+    removed = await repo.drop_old_messages(utcnow() - timedelta(days=config.retention_days))
+    log.info("clean-up: %d messages older than %d days removed", removed, config.retention_days)
 
 
 async def digest_job(context: Any) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 from telegram import InputFile, Update
-from telegram.error import Forbidden
+from telegram.error import Forbidden, TelegramError
 
 from bot import exporting, schedule
 from bot.context import AppContext
@@ -112,3 +114,48 @@ async def on_export(update: Update, context: AppContext, call: GroupCall) -> Non
         await msg.reply_text(t(call.lang, "export_start_bot"))
         return
     await msg.reply_text(t(call.lang, "export_private"))
+
+
+async def on_forgetme(update: Update, context: AppContext) -> None:
+    """Remove the caller's rows from every group; only in a private chat."""
+    msg, chat, user = update.effective_message, update.effective_chat, update.effective_user
+    if msg is None or chat is None or user is None:
+        return
+    lang = (
+        "zh" if (user.language_code or "").startswith("zh") else context.config.defaults.language
+    )
+    if chat.type != "private":
+        await msg.reply_text(t(lang, "forgetme_private"))
+        return
+    removed = await context.repo.forget_user(user.id)
+    context.host_cache.entries.clear()
+    await msg.reply_text(t(lang, "forgot", n=removed))
+
+
+PURGE_CONFIRM_S = 300
+
+
+async def on_purge(update: Update, context: AppContext) -> None:
+    """Creator only, in two steps: /purge, then /purge confirm within 5 minutes."""
+    msg, chat, user = update.effective_message, update.effective_chat, update.effective_user
+    if msg is None or chat is None or user is None or chat.type not in ("group", "supergroup"):
+        return
+    lang = context.settings(chat.id).language
+    try:
+        member = await context.bot.get_chat_member(chat.id, user.id)
+    except TelegramError:
+        member = None
+    if member is None or member.status != "creator":
+        await msg.reply_text(t(lang, "purge_creator_only"))
+        return
+    pending: dict[tuple[int, int], float] = context.bot_data.setdefault("purge_pending", {})
+    asked = pending.get((chat.id, user.id))
+    if context.args == ["confirm"] and asked and time.monotonic() - asked <= PURGE_CONFIRM_S:
+        pending.pop((chat.id, user.id))
+        await context.repo.purge_chat(chat.id)
+        context.tracked_chats.discard(chat.id)
+        context.host_cache.forget(chat.id)
+        await msg.reply_text(t(lang, "purged"))
+        return
+    pending[(chat.id, user.id)] = time.monotonic()
+    await msg.reply_text(t(lang, "purge_confirm"))

@@ -1,0 +1,231 @@
+"""Bad input, privacy and secrets (issue 8), through the real Application."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from bot.app import StartupError, build_application, running
+from bot.cli import main
+from bot.config import Config
+from bot.context import OpsApplication
+from storage.models import ActivityRow, MembershipEventRow, MessageRow
+from storage.repo import Repo
+from tests import tg
+from tests.botapi_server import BOT_ID, TOKEN, FakeBotAPI
+from tests.e2e import bot_running, make_config, settle
+
+CHAT = -100555
+GROUP = tg.group(CHAT, "Camp")
+HOST, ADMIN, BOT_USER = tg.user(1, "Host"), tg.user(2, "Admin"), tg.user(BOT_ID, "opsbot", True)
+ALICE, BOB = tg.user(10, "Alice"), tg.user(11, "Bob")
+T = int(datetime(2026, 11, 20, 2, 0, tzinfo=UTC).timestamp())
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeBotAPI]:
+    server = FakeBotAPI().start()
+    server.admins[CHAT] = [
+        tg.member(HOST, "creator"),
+        tg.member(ADMIN, "administrator"),
+        tg.member(BOT_USER, "administrator"),
+    ]
+    server.member_counts[CHAT] = 10
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def bot(api: FakeBotAPI, db_url: str) -> AsyncIterator[OpsApplication]:
+    async with bot_running(make_config(api, db_url)) as app:
+        api.push(
+            tg.chat_member(
+                GROUP,
+                HOST,
+                T - 60,
+                tg.member(BOT_USER, "left"),
+                tg.member(BOT_USER, "administrator"),
+                mine=True,
+            )
+        )
+        yield app
+
+
+def cmd(
+    text: str, sender: dict[str, Any], chat: dict[str, Any] = GROUP, mid: int = 900
+) -> dict[str, Any]:
+    return tg.message(
+        chat,
+        mid,
+        T + 5000,
+        sender,
+        text,
+        entities=[{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}],
+    )
+
+
+async def rows(app: OpsApplication, query: Any) -> list[tuple[Any, ...]]:
+    repo: Repo = app.bot_data["repo"]
+    async with repo.engine.connect() as conn:
+        return [tuple(r) for r in (await conn.execute(query)).all()]
+
+
+async def test_odd_updates_are_handled_by_rule_and_never_crash(
+    api: FakeBotAPI, bot: OpsApplication, caplog: pytest.LogCaptureFixture
+) -> None:
+    other_channel = tg.channel(-100777, "Spam channel")
+    question = tg.message(GROUP, 12, T + 30, BOB, "\u202e作业怎么交\u200b?\u200b")[
+        "message"
+    ]  # RTL and zero-width
+    with caplog.at_level(logging.ERROR):
+        api.push(
+            tg.message(GROUP, 10, T + 10, None, "no sender at all"),
+            tg.message(
+                GROUP,
+                11,
+                T + 20,
+                tg.user(136817688, "Channel", True),
+                "ad",
+                sender_chat=other_channel,
+            ),  # a channel that is not the linked one
+            {"message": question},
+            tg.message(GROUP, 13, T + 40, ALICE, "🙂" * 5000),  # emoji only, giant
+            tg.message(
+                GROUP,
+                14,
+                T + 50,
+                ALICE,
+                "replying to something long gone",
+                reply_to=tg.message(GROUP, 3, T - 99999, BOB, "old")["message"],
+            ),
+            {
+                "message_reaction": {
+                    "chat": GROUP,
+                    "message_id": 13,
+                    "date": T + 60,
+                    "old_reaction": [],
+                    "new_reaction": [],
+                }
+            },
+            # out of order: a leave dated before the join that arrived first
+            tg.chat_member(
+                GROUP, ALICE, T + 500, tg.member(ALICE, "left"), tg.member(ALICE, "member")
+            ),
+            tg.chat_member(
+                GROUP, ALICE, T + 400, tg.member(ALICE, "member"), tg.member(ALICE, "left")
+            ),
+        )
+        await settle(api)
+    assert not [r for r in caplog.records if "failed" in r.getMessage()]
+    roles = await rows(
+        bot,
+        select(MessageRow.message_id, MessageRow.role, MessageRow.is_question)
+        .where(MessageRow.chat_id == CHAT)
+        .order_by(MessageRow.message_id),
+    )
+    assert roles == [
+        (10, "other", False),
+        (11, "other", False),
+        (12, "member", True),
+        (13, "member", False),
+        (14, "member", False),
+    ]
+    # Alice's emoji post answers Bob's question; the reply to an unknown message does not
+    active = await rows(
+        bot,
+        select(ActivityRow.user_id, ActivityRow.message_id)
+        .where(ActivityRow.chat_id == CHAT)
+        .order_by(ActivityRow.message_id),
+    )
+    # (a reply to a message the bot never stored still names its sender in the update:
+    # Bob's message 3 and Alice's reply 14 are a member-to-member discussion)
+    assert active == [(11, 3), (11, 12), (10, 13), (10, 14)]
+    # each event is filed at its own time, whatever the arrival order
+    events = await rows(
+        bot,
+        select(MembershipEventRow.kind, MembershipEventRow.ts - T)
+        .where(MembershipEventRow.chat_id == CHAT)
+        .order_by(MembershipEventRow.ts),
+    )
+    assert events == [("leave", 400), ("join", 500)]
+
+
+async def test_forgetme_removes_a_person_everywhere(api: FakeBotAPI, bot: OpsApplication) -> None:
+    api.push(
+        tg.chat_member(GROUP, ALICE, T, tg.member(ALICE, "left"), tg.member(ALICE, "member")),
+        tg.message(GROUP, 20, T + 10, ALICE, "hi?"),
+        tg.message(GROUP, 21, T + 20, BOB, "hello"),
+    )
+    await settle(api)
+    private = {"id": 10, "type": "private", "first_name": "Alice"}
+    refused = cmd("/forgetme", ALICE)
+    api.push(refused, cmd("/forgetme", ALICE, chat=private, mid=901))
+    await settle(api)
+    texts = [c.params["text"] for c in api.calls_of("sendMessage")]
+    assert any("/forgetme" in x for x in texts)  # in the group: go private
+    assert any("records about you were removed" in x or "条记录" in x for x in texts)
+    assert await rows(bot, select(MessageRow.message_id).where(MessageRow.sender_id == 10)) == []
+    assert await rows(bot, select(ActivityRow.message_id).where(ActivityRow.user_id == 10)) == []
+    assert (
+        await rows(bot, select(MembershipEventRow.id).where(MembershipEventRow.user_id == 10))
+        == []
+    )
+    assert await rows(bot, select(MessageRow.message_id).where(MessageRow.sender_id == 11)) == [
+        (21,)
+    ]
+
+
+async def test_purge_is_for_the_creator_after_confirmation(
+    api: FakeBotAPI, bot: OpsApplication
+) -> None:
+    api.push(tg.message(GROUP, 30, T + 10, ALICE, "hi"))
+    api.push(cmd("/purge", ADMIN, mid=910), cmd("/purge confirm", ADMIN, mid=911))
+    await settle(api)
+    assert await rows(bot, select(MessageRow.message_id).where(MessageRow.chat_id == CHAT))
+    api.push(cmd("/purge confirm", HOST, mid=912))  # not asked first: just asks
+    await settle(api)
+    assert await rows(bot, select(MessageRow.message_id).where(MessageRow.chat_id == CHAT))
+    api.push(cmd("/purge", HOST, mid=913), cmd("/purge confirm", HOST, mid=914))
+    await settle(api)
+    assert await rows(bot, select(MessageRow.message_id).where(MessageRow.chat_id == CHAT)) == []
+    texts = [c.params["text"] for c in api.calls_of("sendMessage")]
+    assert "只有群主可以清除本群数据。" in texts
+    assert "本群的全部数据已删除。" in texts
+
+
+async def test_token_never_appears_in_logs_of_a_failing_start(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    api = FakeBotAPI(token="999:OTHER").start()  # rejects our token: 401 Unauthorized
+    try:
+        config = Config(token=TOKEN, api_base_url=api.base_url, storage_url=db_url)
+        with caplog.at_level(logging.DEBUG), pytest.raises(StartupError) as info:
+            async with running(build_application(config), poll_timeout=1):
+                pass
+        assert TOKEN not in str(info.value)
+        assert TOKEN.split(":")[1] not in caplog.text
+    finally:
+        api.stop()
+
+
+def test_world_readable_token_file_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        f'[telegram]\ntoken = "{TOKEN}"\n[storage]\nurl = "sqlite:///{tmp_path}/x.db"\n'
+    )
+    cfg.chmod(0o644)
+    assert main(["db", "status", "--config", str(cfg)]) == 0
+    err = capsys.readouterr().err
+    assert "chmod 600" in err
+    assert TOKEN not in err
+    cfg.chmod(0o600)
+    assert main(["db", "status", "--config", str(cfg)]) == 0
+    assert "chmod" not in capsys.readouterr().err
