@@ -330,6 +330,9 @@ async def _import_chat(
     progress = _Progress(path, "importing")
     for count, item in enumerate(reader.messages(chat, full), start=1):
         ts = clock(item)
+        if summary.first is None:  # hosts given on the command line: hosts from the start
+            for host in sorted(state.hosts):
+                await writer.host(HostChange(chat_id, host, ts, True, 0, "import"))
         summary.first = summary.first or ts
         summary.last = ts
         if item.get("type") == "service":
