@@ -118,13 +118,21 @@ def cmd_report(args: argparse.Namespace, config: Config) -> int:
             now = datetime.now(UTC)
             settings = await service.group_settings(repo, config, chat_id)
             target_day = day or metrics.local_day(now, settings.tz) - timedelta(days=1)
-            report, net, _ = await service.digest(repo, config, chat_id, target_day, now)
+            result = await service.digest(repo, config, chat_id, target_day, now)
         finally:
             await repo.close()
         if args.json:
-            print(json.dumps(report, ensure_ascii=False))
+            print(json.dumps(result.report, ensure_ascii=False))
         else:
-            print(reports.digest_text(report, settings.language, info.title or str(chat_id), net))
+            print(
+                reports.digest_text(
+                    result.report,
+                    settings.language,
+                    info.title or str(chat_id),
+                    result.net,
+                    result.changes,
+                )
+            )
         return 0
 
     return asyncio.run(main())

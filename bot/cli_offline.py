@@ -124,8 +124,12 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
             await repo.set_chat_target(chat_id, "response_rate", 0.2, "last 7", 0, now)
             settings = await service.group_settings(repo, config, chat_id)
             last_day: date = now.astimezone(settings.tz).date() - timedelta(days=1)
-            report, net, _ = await service.digest(repo, config, chat_id, last_day, now)
-            print(reports.digest_text(report, settings.language, spec.title, net))
+            result = await service.digest(repo, config, chat_id, last_day, now)
+            print(
+                reports.digest_text(
+                    result.report, settings.language, spec.title, result.net, result.changes
+                )
+            )
             print()
             rows, _ = await service.retention_rows(repo, config, chat_id, 14, now)
             print(

@@ -26,6 +26,7 @@ def digest_text(
     lang: str,
     title: str,
     net: int | None,
+    changes: Sequence[float | None] = (),
     notes: Sequence[str] = (),
 ) -> str:
     head = report["headcount_end"]
@@ -57,7 +58,10 @@ def digest_text(
     lines += ["", t(lang, "digest_targets")]
     if not report["targets"]:
         lines.append("  " + t(lang, "digest_no_targets"))
-    lines += ["  " + target_line(row, lang) for row in report["targets"]]
+    deltas = list(changes) or [None] * len(report["targets"])
+    lines += [
+        "  " + target_line(row, lang, d) for row, d in zip(report["targets"], deltas, strict=True)
+    ]
     for note in notes:
         lines.append(f"⚠️ {note}")
     return "\n".join(lines)
@@ -138,16 +142,23 @@ def _mean(rates: Sequence[float | None]) -> float | None:
     return sum(known) / len(known) if known else None
 
 
-def targets_text(report: Mapping[str, Any], lang: str) -> str:
+def targets_text(
+    report: Mapping[str, Any], lang: str, changes: Sequence[float | None] = ()
+) -> str:
     if not report["targets"]:
         return t(lang, "no_targets")
     lines = [t(lang, "targets_title", date=report["date"])]
-    lines += [target_line(row, lang) for row in report["targets"]]
+    deltas = list(changes) or [None] * len(report["targets"])
+    lines += [target_line(row, lang, d) for row, d in zip(report["targets"], deltas, strict=True)]
     return "\n".join(lines)
 
 
-def target_line(row: Mapping[str, Any], lang: str) -> str:
-    """`✅ retention_day1 ≥ 80%: 88.9% (2026-11-19)`."""
+def target_line(row: Mapping[str, Any], lang: str, change: float | None = None) -> str:
+    """`✅ retention_day1 ≥ 80%: 88.9% ↑2.1 (2026-11-19)`: the change against the day before
+    in percentage points."""
     mark = {True: t(lang, "met"), False: t(lang, "missed"), None: t(lang, "unknown")}[row["met"]]
     goal = f"{row['target'] * 100:.0f}%"
-    return f"{mark} {row['metric']} ≥ {goal}: {pct(row['value'])} ({row['range']})"
+    trend = ""
+    if change is not None:
+        trend = f" {'↑' if change > 0 else '↓' if change < 0 else '→'}{abs(change) * 100:.1f}"
+    return f"{mark} {row['metric']} ≥ {goal}: {pct(row['value'])}{trend} ({row['range']})"

@@ -105,9 +105,11 @@ async def send_digest(
         return False
     sent = False
     try:
-        report, net, _ = await service.digest(repo, config, chat_id, day, now)
+        result = await service.digest(repo, config, chat_id, day, now)
         title = info.title or str(chat_id)
-        text = reports.digest_text(report, settings.language, title, net)
+        text = reports.digest_text(
+            result.report, settings.language, title, result.net, result.changes
+        )
         chart = None
         if settings.digest_chart:
             series, target = await service.metric_series(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from bot import metrics
@@ -218,16 +219,30 @@ def net_change(data: GroupData, day: date, now: datetime) -> int | None:
     return None if today is None or before is None else today - before
 
 
-async def digest(
-    repo: Repo, config: Config, chat_id: int, day: date, now: datetime
-) -> tuple[dict[str, object], int | None, GroupData]:
-    """The day's report, its net change, and the data behind it (for charts and notes)."""
+class Digest(NamedTuple):
+    report: dict[str, object]  # SPEC 8's JSON structure
+    net: int | None  # head-count change against the day before
+    changes: list[float | None]  # each target's value change against the day before
+    data: GroupData
+
+
+async def digest(repo: Repo, config: Config, chat_id: int, day: date, now: datetime) -> Digest:
+    """The day's report, with what the digest adds to it (SPEC 6)."""
     settings = await group_settings(repo, config, chat_id)
     targets = await targets_in_force(repo, settings, chat_id)
     data = await load_group(
-        repo, config, chat_id, earliest_day_needed(targets, day, settings), day
+        repo,
+        config,
+        chat_id,
+        earliest_day_needed(targets, day, settings) - timedelta(days=1),
+        day,
     )
-    return report_from(data, targets, day, now), net_change(data, day, now), data
+    changes = []
+    for target in targets:
+        today, _ = target_value(data, target, day, now)
+        before, _ = target_value(data, target, day - timedelta(days=1), now)
+        changes.append(None if today is None or before is None else today - before)
+    return Digest(report_from(data, targets, day, now), net_change(data, day, now), changes, data)
 
 
 async def retention_rows(

@@ -78,8 +78,8 @@ async def on_report(update: Update, context: AppContext, call: GroupCall) -> Non
     day = parse_date_arg(call.args, "usage_report") or (
         metrics.local_day(now, call.settings.tz) - timedelta(days=1)
     )
-    report, net, _ = await service.digest(context.repo, context.config, call.chat_id, day, now)
-    text = reports.digest_text(report, call.lang, call.title, net)
+    result = await service.digest(context.repo, context.config, call.chat_id, day, now)
+    text = reports.digest_text(result.report, call.lang, call.title, result.net, result.changes)
     await _reply_pre(update, text)
 
 
@@ -87,8 +87,8 @@ async def on_report(update: Update, context: AppContext, call: GroupCall) -> Non
 async def on_targets(update: Update, context: AppContext, call: GroupCall) -> None:
     now = utcnow()
     day = metrics.local_day(now, call.settings.tz) - timedelta(days=1)
-    report, _, _ = await service.digest(context.repo, context.config, call.chat_id, day, now)
-    await _reply_pre(update, reports.targets_text(report, call.lang))
+    result = await service.digest(context.repo, context.config, call.chat_id, day, now)
+    await _reply_pre(update, reports.targets_text(result.report, call.lang, result.changes))
 
 
 @group_command("trend", write=False)

@@ -262,7 +262,7 @@ async def test_engine_equals_naive_reference(repo: Repo, log: Log) -> None:
     now = last_ts + timedelta(hours=3)
     for offset in range(4):
         day = log.first_day + timedelta(days=offset)
-        report, _, _ = await service.digest(repo, config, chat_id, day, now)
+        report = (await service.digest(repo, config, chat_id, day, now)).report
         cohort = naive_cohort(log, day)
         assert report["joins"] == len(cohort), day
         assert report["leaves"] == naive_leaves(log, day), day
