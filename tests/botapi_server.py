@@ -35,6 +35,11 @@ def bot_user() -> dict[str, Any]:
     return {"id": BOT_ID, "is_bot": True, "first_name": "opsbot", "username": "opsbot_test_bot"}
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # many concurrent sends (benchmarks) must not be refused
+    daemon_threads = True
+
+
 class FakeBotAPI:
     def __init__(self, token: str = TOKEN) -> None:
         self.token = token
@@ -52,7 +57,7 @@ class FakeBotAPI:
         self.forbidden_chats: set[int] = set()
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(10_000)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = _Server(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     # ---- control ---------------------------------------------------------------------

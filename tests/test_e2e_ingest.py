@@ -226,3 +226,45 @@ async def assert_no_text_stored(repo: Repo) -> None:
                 dump = " ".join(str(v) for v in row)
                 for sent in TEXTS:
                     assert sent not in dump, (table, sent)
+
+
+async def test_start_tells_the_owner_what_to_fix(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = FakeBotAPI().start()
+    server.privacy_mode_off = False  # privacy mode on
+    server.admins[-100321] = [tg.member(HOST, "creator")]  # and the bot is no admin
+    group = tg.group(-100321, "Quiet")
+    try:
+        with caplog.at_level("WARNING"):
+            async with bot_running(make_config(server, db_url)):
+                server.push(
+                    tg.chat_member(
+                        group,
+                        HOST,
+                        T,
+                        tg.member(BOT_USER, "left"),
+                        tg.member(BOT_USER, "member"),
+                        mine=True,
+                    ),
+                    tg.message(
+                        group,
+                        5,
+                        T + 5,
+                        HOST,
+                        "/start",
+                        entities=[{"type": "bot_command", "offset": 0, "length": 6}],
+                    ),
+                )
+                await settle(server)
+        [reply] = [
+            c.params["text"]
+            for c in server.calls_of("sendMessage")
+            if int(c.params["chat_id"]) == -100321
+        ]
+        assert "隐私模式已开启" in reply
+        assert "Group Privacy" in reply
+        assert "我还不是本群管理员" in reply
+        assert "privacy mode is on" in caplog.text
+    finally:
+        server.stop()
