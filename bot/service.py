@@ -245,18 +245,29 @@ async def digest(repo: Repo, config: Config, chat_id: int, day: date, now: datet
     return Digest(report_from(data, targets, day, now), net_change(data, day, now), changes, data)
 
 
+async def recent_days(
+    repo: Repo, config: Config, chat_id: int, days: int, now: datetime, *, active: bool = True
+) -> tuple[GroupData, list[date]]:
+    """The group's data and its `days` most recent local days ending today, oldest first."""
+    settings = await group_settings(repo, config, chat_id)
+    last = metrics.local_day(now, settings.tz)
+    span = [last - timedelta(days=i) for i in range(days - 1, -1, -1)]
+    # one day more than shown: day1 of the oldest row's previous cohort, net changes
+    data = await load_group(
+        repo, config, chat_id, span[0] - timedelta(days=1), last, active=active
+    )
+    return data, span
+
+
 async def retention_rows(
     repo: Repo, config: Config, chat_id: int, days: int, now: datetime
 ) -> tuple[list[dict[str, object]], GroupSettings]:
     """The `days` most recent local days ending today, one row each (SPEC 9)."""
-    settings = await group_settings(repo, config, chat_id)
-    last = metrics.local_day(now, settings.tz)
-    data = await load_group(repo, config, chat_id, last - timedelta(days=days), last, active=False)
+    data, span = await recent_days(repo, config, chat_id, days, now, active=False)
     rows: list[dict[str, object]] = []
-    for i in range(days - 1, -1, -1):
-        day = last - timedelta(days=i)
+    for day in span:
         cells = {}
-        for name in settings.windows:
+        for name in data.settings.windows:
             cell = metrics.retention(data.history, day, metrics.parse_window(name), now)
             cells[name] = {
                 "retained": cell.retained,
@@ -267,19 +278,16 @@ async def retention_rows(
         rows.append(
             {"day": day.isoformat(), "joins": metrics.joins_on(data.history, day), "cells": cells}
         )
-    return rows, settings
+    return rows, data.settings
 
 
 async def active_rows(
     repo: Repo, config: Config, chat_id: int, days: int, now: datetime
 ) -> list[dict[str, object]]:
     """Daily audience and response/interaction rates of the last `days` local days."""
-    settings = await group_settings(repo, config, chat_id)
-    last = metrics.local_day(now, settings.tz)
-    data = await load_group(repo, config, chat_id, last - timedelta(days=days - 1), last)
+    data, span = await recent_days(repo, config, chat_id, days, now)
     rows: list[dict[str, object]] = []
-    for i in range(days - 1, -1, -1):
-        day = last - timedelta(days=i)
+    for day in span:
         resp, audience, resp_rate = active_rate_on(data, day, Level.RESPONSE)
         inter, _, inter_rate = active_rate_on(data, day, Level.INTERACTION)
         rows.append(
@@ -297,13 +305,10 @@ async def metric_series(
     repo: Repo, config: Config, chat_id: int, metric: str, days: int, now: datetime
 ) -> tuple[list[tuple[date, float | None]], float | None]:
     """One value per local day of a metric (cohort rate or daily active rate), and its target."""
-    settings = await group_settings(repo, config, chat_id)
-    last = metrics.local_day(now, settings.tz)
-    data = await load_group(repo, config, chat_id, last - timedelta(days=days - 1), last)
+    data, span = await recent_days(repo, config, chat_id, days, now)
     window = metric_window(metric)
     series: list[tuple[date, float | None]] = []
-    for i in range(days - 1, -1, -1):
-        day = last - timedelta(days=i)
+    for day in span:
         if window is not None:
             value = metrics.retention(data.history, day, metrics.parse_window(window), now).rate
         else:
@@ -311,7 +316,11 @@ async def metric_series(
             value = active_rate_on(data, day, level)[2]
         series.append((day, value))
     target = next(
-        (t.value for t in await targets_in_force(repo, settings, chat_id) if t.metric == metric),
+        (
+            t.value
+            for t in await targets_in_force(repo, data.settings, chat_id)
+            if t.metric == metric
+        ),
         None,
     )
     return series, target
@@ -326,13 +335,10 @@ async def daily_rows(
     repo: Repo, config: Config, chat_id: int, days: int, now: datetime
 ) -> list[dict[str, object]]:
     """One row of every daily number per local day (CSV export), oldest first."""
-    settings = await group_settings(repo, config, chat_id)
-    last = metrics.local_day(now, settings.tz)
-    data = await load_group(repo, config, chat_id, last - timedelta(days=days - 1), last)
+    data, span = await recent_days(repo, config, chat_id, days, now)
     h = data.history
     rows: list[dict[str, object]] = []
-    for i in range(days - 1, -1, -1):
-        day = last - timedelta(days=i)
+    for day in span:
         resp, audience, resp_rate = active_rate_on(data, day, Level.RESPONSE)
         inter, _, inter_rate = active_rate_on(data, day, Level.INTERACTION)
         row: dict[str, object] = {
