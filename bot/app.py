@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +26,7 @@ from telegram.ext import (
 from bot import schedule
 from bot.config import Config
 from bot.context import AppContext, OpsApplication
+from bot.ingest import note_failure, poll_committed
 from bot.redact import redact_in_logs
 from bot.tracking import refresh_admins, utcnow
 from handlers import admin, commands, membership, messages, permissions
@@ -118,6 +120,7 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     err = context.error
     update_id = update.update_id if isinstance(update, Update) else None
     log.error("update %s failed: %s", update_id, err.__class__.__name__ if err else "unknown")
+    note_failure(context.application, update, err)
 
 
 def build_application(config: Config, *, repo: Repo | None = None) -> OpsApplication:
@@ -200,12 +203,18 @@ async def running(
                 allowed_updates=Update.ALL_TYPES,
             )
         else:
-            await application.updater.start_polling(
-                allowed_updates=Update.ALL_TYPES, timeout=poll_timeout, drop_pending_updates=False
-            )
+            # our own loop instead of the Updater's: confirm only committed updates
+            await application.bot.delete_webhook(drop_pending_updates=False)
+            stop_polling = asyncio.Event()
+            poller = asyncio.create_task(poll_committed(application, stop_polling, poll_timeout))
         try:
             yield application
         finally:
+            if config.mode != "webhook":
+                stop_polling.set()
+                # cancelled only if still waiting for Telegram: nothing is half-done
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(poller, timeout=poll_timeout + 5)
             if application.updater.running:
                 await application.updater.stop()
             await application.stop()

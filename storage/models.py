@@ -182,3 +182,11 @@ class Claim(Base):
     claimed_ts: Mapped[int] = mapped_column(BigInteger)
     sent_ts: Mapped[int | None] = mapped_column(BigInteger)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class BotState(Base):
+    """Small named values the bot keeps, e.g. the getUpdates offset of committed updates."""
+
+    __tablename__ = "bot_state"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)

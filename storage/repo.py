@@ -31,6 +31,7 @@ from storage import db
 from storage.models import (
     ActivityRow,
     Base,
+    BotState,
     Chat,
     ChatTarget,
     Claim,
@@ -780,6 +781,21 @@ class Repo:
                 delete(MessageRow).where(MessageRow.ts < to_ts(before_utc))
             )
             return result.rowcount or 0
+
+    # ---- update offset -------------------------------------------------------------
+
+    async def get_state(self, key: str) -> int | None:
+        async with self.engine.connect() as conn:
+            value: int | None = (
+                await conn.execute(select(BotState.value).where(BotState.key == key))
+            ).scalar()
+            return value
+
+    async def set_state(self, key: str, value: int) -> None:
+        stmt = self._insert(BotState).values(key=key, value=value)
+        stmt = stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value})
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt)
 
     async def counts(self) -> dict[str, int]:
         """Row counts per table (for tests and `opsbot db status`)."""
