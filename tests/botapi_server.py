@@ -54,6 +54,8 @@ class FakeBotAPI:
         self.failures: dict[str, list[dict[str, Any]]] = {}
         self.privacy_mode_off = True
         self.max_poll_wait = 0.2
+        self.max_batch = 100  # fewer updates per getUpdates make a stream last longer
+        self.poll_delay = 0.0  # and so does a slower answer
         self.forbidden_chats: set[int] = set()
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(10_000)
@@ -140,6 +142,7 @@ class FakeBotAPI:
         }
 
     def m_getUpdates(self, params: dict[str, Any]) -> Any:
+        time.sleep(self.poll_delay)
         offset = int(params.get("offset", 0) or 0)
         limit = int(params.get("limit", 100) or 100)
         wait = min(float(params.get("timeout", 0) or 0), self.max_poll_wait)
@@ -152,7 +155,7 @@ class FakeBotAPI:
                 self.lock.notify_all()
             while not self.updates and time.monotonic() < deadline:
                 self.lock.wait(deadline - time.monotonic())
-            return self.updates[:limit]
+            return self.updates[: min(limit, self.max_batch)]
 
     def _ok(self, _: dict[str, Any]) -> Any:
         return True
