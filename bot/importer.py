@@ -345,6 +345,7 @@ async def _import_chat(
             progress.update(reader.position)
     progress.done()
     await writer.flush()
+    await writer.bump(chat_id)
     summary.baseline = len(state.baseline)
     if summary.first is not None and (start is None or to_ts(summary.first) < start):
         await writer.set_tracking(chat_id, summary.first, summary.baseline)

@@ -110,6 +110,7 @@ class _People:
         self.host_ts = {u: [c.ts_utc for c in cs] for u, cs in hosts.items()}
         self.users = set(events) | set(hosts)
         self.cohorts: dict[date, list[tuple[int, datetime]]] = {}
+        self.retention_done: dict[tuple[date, str], RetentionCell] = {}
         self.initial_in = {u: self._initially_in(u) for u in self.users}
         self.effective: list[tuple[datetime, int, MemberKind]] = []  # state-changing events
         for u, evs in events.items():
@@ -214,6 +215,9 @@ def cohort(history: GroupHistory, day: date) -> list[tuple[int, datetime]]:
 
 def retention(history: GroupHistory, day: date, window: Window, now: datetime) -> RetentionCell:
     p = history._people
+    done = p.retention_done.get((day, window.name))
+    if done is not None:
+        return done
     retained = matured = pending = 0
     members = cohort(history, day)
     # dayN checkpoints are the same for the whole cohort: one zoneinfo computation
@@ -229,7 +233,10 @@ def retention(history: GroupHistory, day: date, window: Window, now: datetime) -
             continue
         matured += 1
         retained += p.in_group_at(user, c)  # promoted to admin still counts as retained
-    return RetentionCell(retained, matured, pending)
+    cell = RetentionCell(retained, matured, pending)
+    if not pending and local_day_bounds(day, history.tz)[1] < now:
+        p.retention_done[(day, window.name)] = cell  # fully matured: final for this history
+    return cell
 
 
 def pooled(cells: Iterable[RetentionCell]) -> RetentionCell:

@@ -70,18 +70,8 @@ async def load_group(
     active: bool = True,
 ) -> GroupData:
     settings = await group_settings(repo, config, chat_id)
-    rows = await repo.history(chat_id)
     tz = settings.tz
-    history = metrics.GroupHistory(
-        tz=tz,
-        tracking_start_utc=rows.tracking_start_utc,
-        baseline_count=rows.baseline_count,
-        membership=rows.membership,
-        host_changes=rows.host_changes,
-        always_hosts=frozenset(settings.hosts | rows.manual_hosts),
-        bots=rows.bots,
-        first_post_utc=rows.first_post_utc,
-    )
+    history = await _history(repo, chat_id, settings)
     days = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
     if not active:
         return GroupData(chat_id, settings, history, {})
@@ -90,6 +80,36 @@ async def load_group(
     )
     by_day = {(days[i], level): n for (i, level), n in counts.items() if i < len(days)}
     return GroupData(chat_id, settings, history, by_day)
+
+
+MEMO_SIZE = 64  # groups whose derived history a process keeps
+
+
+async def _history(repo: Repo, chat_id: int, settings: GroupSettings) -> metrics.GroupHistory:
+    """The group's history for the metrics, reused while its data version is unchanged
+    (its lazily built per-person index is the expensive part on big groups)."""
+    info = await repo.chat(chat_id)
+    version = info.data_version if info else -1
+    key = ("history", chat_id, version, settings.timezone, settings.hosts)
+    cached: metrics.GroupHistory | None = repo.memo.get(key)
+    if cached is not None:
+        repo.memo.move_to_end(key)
+        return cached
+    rows = await repo.history(chat_id)
+    history = metrics.GroupHistory(
+        tz=settings.tz,
+        tracking_start_utc=rows.tracking_start_utc,
+        baseline_count=rows.baseline_count,
+        membership=rows.membership,
+        host_changes=rows.host_changes,
+        always_hosts=frozenset(settings.hosts | rows.manual_hosts),
+        bots=rows.bots,
+        first_post_utc=rows.first_post_utc,
+    )
+    repo.memo[key] = history
+    while len(repo.memo) > MEMO_SIZE:
+        repo.memo.popitem(last=False)
+    return history
 
 
 def active_rate_on(

@@ -103,6 +103,9 @@ class BulkWriter:
             stmt = stmt.on_conflict_do_nothing()
         await self.conn.execute(stmt, rows)
 
+    async def bump(self, chat_id: int) -> None:
+        await self.repo._bump(self.conn, chat_id)
+
     async def flush(self) -> None:
         # users and messages first: activity refers to messages by id
         for model in (User, MembershipEventRow, HostEventRow, MessageRow, ActivityRow):

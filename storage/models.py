@@ -47,6 +47,9 @@ class Chat(Base):
     bot_status: Mapped[str | None] = mapped_column(String(16))
     bot_is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     migrated_to_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    # bumped by every write to the group's people (joins, leaves, hosts, baseline): readers
+    # may keep what they derived from them for as long as it is unchanged
+    data_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # settings changed with /settings; NULL = from the config file
     timezone: Mapped[str | None] = mapped_column(String(64))
     language: Mapped[str | None] = mapped_column(String(8))

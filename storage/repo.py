@@ -6,6 +6,7 @@ so the same update delivered twice changes nothing.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -69,6 +70,7 @@ class ChatInfo:
     language: str | None
     digest_time: str | None
     digest_to: str | None
+    data_version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,8 @@ class Repo:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        # what readers derived from a group's rows, keyed by its data_version (see Chat)
+        self.memo: OrderedDict[Any, Any] = OrderedDict()
 
     @classmethod
     async def open(cls, url: str, *, upgrade: bool = True) -> Repo:
@@ -142,6 +146,7 @@ class Repo:
             language=m["language"],
             digest_time=m["digest_time"],
             digest_to=m["digest_to"],
+            data_version=m["data_version"] or 0,
         )
 
     async def chat_ids(self, *, active_only: bool = True) -> list[int]:
@@ -163,6 +168,7 @@ class Repo:
                 .where(Chat.chat_id == chat_id, Chat.tracking_start_ts.is_(None))
                 .values(tracking_start_ts=to_ts(ts_utc), baseline_count=baseline_count)
             )
+            await self._bump(conn, chat_id)
             await conn.execute(
                 self._insert(MemberCount).values(
                     chat_id=chat_id, ts=to_ts(ts_utc), count=baseline_count
@@ -232,7 +238,16 @@ class Repo:
                 )
                 .on_conflict_do_nothing()
             )
+            if result.rowcount:
+                await self._bump(conn, ev.chat_id)
             return bool(result.rowcount)
+
+    async def _bump(self, conn: AsyncConnection, chat_id: int | None = None) -> None:
+        """A new data version for one group's people (every group's, with None)."""
+        stmt = update(Chat).values(data_version=Chat.data_version + 1)
+        if chat_id is not None:
+            stmt = stmt.where(Chat.chat_id == chat_id)
+        await conn.execute(stmt)
 
     # ---- hosts -----------------------------------------------------------------------
 
@@ -279,6 +294,7 @@ class Repo:
     ) -> None:
         if not changes:
             return
+        await self._bump(conn, changes[0].chat_id)
         await conn.execute(
             self._insert(HostEventRow).on_conflict_do_nothing(),
             [
@@ -305,6 +321,7 @@ class Repo:
         self, chat_id: int, user_id: int, on: bool, ts_utc: datetime
     ) -> None:
         async with self.engine.begin() as conn:
+            await self._bump(conn, chat_id)
             if on:
                 await conn.execute(
                     self._insert(ManualHost)
@@ -537,6 +554,7 @@ class Repo:
                 .where(Chat.chat_id == old_id)
                 .values(migrated_to_chat_id=new_id, bot_status="migrated")
             )
+            await self._bump(conn, new_id)
             return True
 
     async def resolve_chat_id(self, chat_id: int) -> int:
@@ -754,6 +772,7 @@ class Repo:
                 .where(MessageRow.reply_to_sender_id == user_id)
                 .values(reply_to_sender_id=None)
             )
+            await self._bump(conn)
         return removed
 
     async def purge_chat(self, chat_id: int) -> None:
