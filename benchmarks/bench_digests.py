@@ -29,29 +29,61 @@ async def build(repo: Repo, groups: int, members: int, now: datetime) -> None:
     rng = random.Random(5)
     start = int((now - timedelta(days=30)).timestamp())
     async with repo.engine.begin() as conn:
-        await conn.execute(insert(Chat), [
-            {"chat_id": -1000 - g, "title": f"Group {g}", "type": "supergroup",
-             "tracking_start_ts": start, "baseline_count": members // 2,
-             "bot_status": "administrator", "bot_is_admin": True} for g in range(groups)])
+        await conn.execute(
+            insert(Chat),
+            [
+                {
+                    "chat_id": -1000 - g,
+                    "title": f"Group {g}",
+                    "type": "supergroup",
+                    "tracking_start_ts": start,
+                    "baseline_count": members // 2,
+                    "bot_status": "administrator",
+                    "bot_is_admin": True,
+                }
+                for g in range(groups)
+            ],
+        )
         events, marks = [], []
         for g in range(groups):
             for u in range(members // 2):
                 ts = start + rng.randrange(30 * 86400)
-                events.append({"chat_id": -1000 - g, "user_id": 10_000 + u, "kind": "join",
-                               "ts": ts, "seq": 0, "source": "bench"})
+                events.append(
+                    {
+                        "chat_id": -1000 - g,
+                        "user_id": 10_000 + u,
+                        "kind": "join",
+                        "ts": ts,
+                        "seq": 0,
+                        "source": "bench",
+                    }
+                )
                 if rng.random() < 0.25:
-                    events.append({"chat_id": -1000 - g, "user_id": 10_000 + u,
-                                   "kind": "leave", "ts": ts + rng.randrange(3 * 86400),
-                                   "seq": 0, "source": "bench"})
+                    events.append(
+                        {
+                            "chat_id": -1000 - g,
+                            "user_id": 10_000 + u,
+                            "kind": "leave",
+                            "ts": ts + rng.randrange(3 * 86400),
+                            "seq": 0,
+                            "source": "bench",
+                        }
+                    )
                 for day in range(0, 30, 3):
                     if rng.random() < 0.2:
-                        marks.append({"chat_id": -1000 - g, "level": "response",
-                                      "message_id": len(marks), "user_id": 10_000 + u,
-                                      "ts": start + day * 86400 + rng.randrange(86400)})
+                        marks.append(
+                            {
+                                "chat_id": -1000 - g,
+                                "level": "response",
+                                "message_id": len(marks),
+                                "user_id": 10_000 + u,
+                                "ts": start + day * 86400 + rng.randrange(86400),
+                            }
+                        )
         for i in range(0, len(events), 50_000):
-            await conn.execute(insert(MembershipEventRow), events[i:i + 50_000])
+            await conn.execute(insert(MembershipEventRow), events[i : i + 50_000])
         for i in range(0, len(marks), 50_000):
-            await conn.execute(insert(ActivityRow), marks[i:i + 50_000])
+            await conn.execute(insert(ActivityRow), marks[i : i + 50_000])
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -69,14 +101,21 @@ async def run(args: argparse.Namespace) -> None:
     texts = []
     for g in range(args.groups):
         result = await service.digest(repo, config, -1000 - g, day, now)
-        texts.append((-1000 - g, reports.digest_text(result.report, "zh", f"Group {g}",
-                                                     result.net, result.changes)))
+        texts.append(
+            (
+                -1000 - g,
+                reports.digest_text(result.report, "zh", f"Group {g}", result.net, result.changes),
+            )
+        )
     compute = time.perf_counter() - t
-    print(f"computed {len(texts)} digests in {compute:.1f} s "
-          f"({compute / len(texts) * 1000:.1f} ms each)")
+    print(
+        f"computed {len(texts)} digests in {compute:.1f} s "
+        f"({compute / len(texts) * 1000:.1f} ms each)"
+    )
     api = FakeBotAPI().start()
-    app = build_application(Config(token=TOKEN, api_base_url=api.base_url, storage_url=url),
-                            repo=repo)
+    app = build_application(
+        Config(token=TOKEN, api_base_url=api.base_url, storage_url=url), repo=repo
+    )
     await app.initialize()
     t = time.perf_counter()
     await asyncio.gather(*[app.bot.send_message(chat, text) for chat, text in texts])
@@ -84,8 +123,10 @@ async def run(args: argparse.Namespace) -> None:
     await app.shutdown()
     api.stop()
     await repo.close()
-    print(f"sent them through AIORateLimiter in {send:.1f} s; computation is "
-          f"{compute / (compute + send):.0%} of the round")
+    print(
+        f"sent them through AIORateLimiter in {send:.1f} s; computation is "
+        f"{compute / (compute + send):.0%} of the round"
+    )
 
 
 def main() -> None:

@@ -52,9 +52,7 @@ async def schedule_chat(
     assert jq is not None, "install python-telegram-bot[job-queue]"
     repo, config = _services(application)
     settings = await service.group_settings(repo, config, chat_id)
-    for name in (f"digest:{chat_id}", f"alerts:{chat_id}", f"digest-catchup:{chat_id}"):
-        for job in jq.get_jobs_by_name(name):
-            job.schedule_removal()
+    unschedule_chat(application, chat_id)
     at = time(settings.digest_time.hour, settings.digest_time.minute, tzinfo=settings.tz)
     jq.run_daily(digest_job, at, name=f"digest:{chat_id}", chat_id=chat_id)
     jq.run_repeating(
@@ -74,6 +72,14 @@ async def cleanup_job(context: Any) -> None:
     repo, config = _services(context.application)
     removed = await repo.drop_old_messages(utcnow() - timedelta(days=config.retention_days))
     log.info("clean-up: %d messages older than %d days removed", removed, config.retention_days)
+
+
+def unschedule_chat(application: Application[Any, Any, Any, Any, Any, Any], chat_id: int) -> None:
+    jq = application.job_queue
+    assert jq is not None
+    for name in (f"digest:{chat_id}", f"alerts:{chat_id}", f"digest-catchup:{chat_id}"):
+        for job in jq.get_jobs_by_name(name):
+            job.schedule_removal()
 
 
 async def digest_job(context: Any) -> None:

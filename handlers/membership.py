@@ -80,6 +80,7 @@ async def on_my_chat_member(update: Update, context: AppContext) -> None:
     else:
         await context.repo.update_chat(chat.id, bot_status="left", bot_is_admin=False)
         context.tracked_chats.discard(chat.id)
+        schedule.unschedule_chat(context.application, chat.id)
         log.info("chat %s: bot was removed", chat.id)
 
 

@@ -229,3 +229,50 @@ def test_world_readable_token_file_is_warned_about(
     cfg.chmod(0o600)
     assert main(["db", "status", "--config", str(cfg)]) == 0
     assert "chmod" not in capsys.readouterr().err
+
+
+async def test_lost_admin_rights_lose_write_access_within_five_minutes(
+    api: FakeBotAPI, bot: OpsApplication
+) -> None:
+    api.push(cmd("/settarget next_day 80%", ADMIN, mid=920))
+    await settle(api)
+    api.admins[CHAT] = [a for a in api.admins[CHAT] if a["user"]["id"] != ADMIN["id"]]
+    checks: dict[tuple[int, int], tuple[float, bool]] = bot.bot_data["admin_checks"]
+    when, _ = checks[(CHAT, ADMIN["id"])]
+    checks[(CHAT, ADMIN["id"])] = (when - 301, True)  # five minutes and a second later
+    api.push(cmd("/settarget next_day 90%", ADMIN, mid=921))
+    await settle(api)
+    texts = [
+        c.params["text"] for c in api.calls_of("sendMessage") if int(c.params["chat_id"]) == CHAT
+    ]
+    assert texts[-2] == "目标已设定：retention_day1 ≥ 80%"
+    assert texts[-1] == "只有本群管理员可以使用这个命令。"
+
+
+async def test_updates_from_a_group_the_bot_left_are_filed_without_restarting_tracking(
+    api: FakeBotAPI, bot: OpsApplication
+) -> None:
+    api.push(
+        tg.chat_member(
+            GROUP,
+            HOST,
+            T + 100,
+            tg.member(BOT_USER, "administrator"),
+            tg.member(BOT_USER, "kicked"),
+            mine=True,
+        ),
+        # sent before the removal, delivered after it: a real event, filed at its time
+        tg.message(GROUP, 40, T + 90, ALICE, "late"),
+    )
+    await settle(api)
+    repo: Repo = bot.bot_data["repo"]
+    info = await repo.chat(CHAT)
+    assert info is not None
+    assert info.bot_status == "left"
+    assert info.tracking_start_utc == datetime.fromtimestamp(T - 60, UTC)
+    assert await rows(bot, select(MessageRow.message_id).where(MessageRow.chat_id == CHAT)) == [
+        (40,)
+    ]
+    assert CHAT not in await repo.chat_ids()  # no digests or alerts for it any more
+    assert bot.job_queue is not None
+    assert not [j for j in bot.job_queue.jobs() if j.name and str(CHAT) in j.name]
