@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,6 +30,7 @@ from bot.context import AppContext, OpsApplication
 from bot.ingest import note_failure, poll_committed
 from bot.redact import redact_in_logs
 from bot.tracking import refresh_admins, utcnow
+from bot.webhook import start_webhook_server
 from handlers import admin, commands, membership, messages, permissions
 from storage.repo import Repo
 
@@ -195,12 +197,12 @@ async def running(
         assert application.updater is not None
         if config.mode == "webhook":
             assert config.webhook_url is not None
-            await application.updater.start_webhook(
-                listen=config.webhook_listen,
-                port=config.webhook_port,
-                url_path="telegram",
-                webhook_url=config.webhook_url,
-                allowed_updates=Update.ALL_TYPES,
+            secret = hashlib.sha256(f"opsbot-webhook:{config.token}".encode()).hexdigest()
+            server = start_webhook_server(
+                application, config.webhook_listen, config.webhook_port, secret
+            )
+            await application.bot.set_webhook(
+                config.webhook_url, secret_token=secret, allowed_updates=Update.ALL_TYPES
             )
         else:
             # our own loop instead of the Updater's: confirm only committed updates
@@ -210,7 +212,9 @@ async def running(
         try:
             yield application
         finally:
-            if config.mode != "webhook":
+            if config.mode == "webhook":
+                server.stop()
+            else:
                 stop_polling.set()
                 # cancelled only if still waiting for Telegram: nothing is half-done
                 with contextlib.suppress(TimeoutError):

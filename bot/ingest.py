@@ -37,7 +37,7 @@ def note_failure(
         application.bot_data.setdefault("db_failed_updates", set()).add(update.update_id)
 
 
-async def _handled(application: Application[Any, Any, Any, Any, Any, Any], update: Update) -> bool:
+async def handled(application: Application[Any, Any, Any, Any, Any, Any], update: Update) -> bool:
     """Run the handlers; False if a database failure left the update not stored."""
     failed: set[int] = application.bot_data.setdefault("db_failed_updates", set())
     failed.discard(update.update_id)
@@ -65,7 +65,7 @@ async def poll_committed(
             continue
         backoff = 0.5
         for update in updates:
-            while not await _handled(application, update):
+            while not await handled(application, update):
                 log.warning(
                     "database unavailable: update %s kept, retrying in %.1f s",
                     update.update_id,
