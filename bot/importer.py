@@ -32,7 +32,7 @@ GROUP_TYPES = {
     "public_supergroup": "supergroup",
 }
 JOIN_ACTIONS = ("join_group_by_link", "join_group_by_request", "invite_members")
-RECENT_MESSAGES = 200_000  # reply targets kept in memory; older ones are read back from the db
+RECENT_MESSAGES = 100_000  # reply targets kept in memory; older ones are read back from the db
 
 
 class ExportError(ValueError):
@@ -434,7 +434,10 @@ async def _membership(
     if is_duplicate(kind, stamp, near):
         summary.skipped["joins/leaves already stored"] += 1
         return
-    state.existing.setdefault(user, []).append((str(kind), stamp))
+    recent = state.existing.setdefault(user, [])
+    recent.append((str(kind), stamp))
+    if len(recent) > 4:  # the file is in time order: older events are out of the window
+        del recent[0]
     if user not in state.first_seen:
         # first seen leaving (or posting) without a join: a member from before (SPEC 2, 9)
         state.first_seen[user] = str(kind)
