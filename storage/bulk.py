@@ -36,9 +36,9 @@ class BulkWriter:
     async def existing_membership(self, chat_id: int) -> dict[int, list[tuple[str, int]]]:
         """(kind, ts) per user of what is already stored, for the 60 s dedup rule."""
         rows = await self.conn.execute(
-            select(
-                MembershipEventRow.user_id, MembershipEventRow.kind, MembershipEventRow.ts
-            ).where(MembershipEventRow.chat_id == chat_id)
+            select(MembershipEventRow.user_id, MembershipEventRow.kind, MembershipEventRow.ts)
+            .where(MembershipEventRow.chat_id == chat_id)
+            .order_by(MembershipEventRow.ts)
         )
         out: dict[int, list[tuple[str, int]]] = {}
         for user, kind, ts in rows:
