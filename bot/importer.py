@@ -434,10 +434,9 @@ async def _membership(
     if is_duplicate(kind, stamp, near):
         summary.skipped["joins/leaves already stored"] += 1
         return
-    recent = state.existing.setdefault(user, [])
-    recent.append((str(kind), stamp))
-    if len(recent) > 4:  # the file is in time order: older events are out of the window
-        del recent[0]
+    # the file is in time order: what is over 60 s old can match nothing any more
+    kept = [(k, t) for k, t in state.existing.get(user, ()) if t >= stamp - DEDUP_WINDOW_S]
+    state.existing[user] = [*kept, (str(kind), stamp)]
     if user not in state.first_seen:
         # first seen leaving (or posting) without a join: a member from before (SPEC 2, 9)
         state.first_seen[user] = str(kind)
