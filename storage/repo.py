@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, case, delete, func, or_, select, update
+from sqlalchemy import Table, and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -469,24 +469,26 @@ class Repo:
     async def active_user_counts(
         self, chat_id: int, day_bounds: Sequence[tuple[datetime, datetime]]
     ) -> dict[tuple[int, str], int]:
-        """{(day index, level): distinct active users} for consecutive local days."""
-        if not day_bounds:
+        """{(day index, level): distinct active users} for consecutive local days.
+
+        One round trip; each count is an index range scan on (chat, level, ts, user)."""
+        keys = [(i, str(level)) for i in range(len(day_bounds)) for level in Level]
+        if not keys:
             return {}
-        edges = [to_ts(end) for _, end in day_bounds]
-        bucket = case(
-            *[(ActivityRow.ts < edge, i) for i, edge in enumerate(edges)], else_=len(edges)
-        ).label("day")
-        stmt = (
-            select(bucket, ActivityRow.level, func.count(ActivityRow.user_id.distinct()))
+        counts = [
+            select(func.count(ActivityRow.user_id.distinct()))
             .where(
                 ActivityRow.chat_id == chat_id,
-                ActivityRow.ts >= to_ts(day_bounds[0][0]),
-                ActivityRow.ts < edges[-1],
+                ActivityRow.level == level,
+                ActivityRow.ts >= to_ts(day_bounds[i][0]),
+                ActivityRow.ts < to_ts(day_bounds[i][1]),
             )
-            .group_by(bucket, ActivityRow.level)
-        )
+            .scalar_subquery()
+            for i, level in keys
+        ]
         async with self.engine.connect() as conn:
-            return {(d, level): n for d, level, n in await conn.execute(stmt)}
+            row = (await conn.execute(select(*counts))).one()
+        return {key: n for key, n in zip(keys, row, strict=True) if n}
 
     # ---- migration -------------------------------------------------------------------
 
