@@ -168,3 +168,14 @@ async def test_migration_moves_everything_and_negates_old_message_ids(repo: Repo
     assert {(m.user_id, m.message_id) for m in found} == {(5, -1), (6, -2)}
     assert (await repo.history(CHAT)).membership == []
     assert await repo.resolve_chat_id(CHAT) == -100777
+
+
+async def test_clean_up_drops_old_messages_and_their_activity_only(repo: Repo) -> None:
+    await repo.ensure_chat(CHAT, "g", "supergroup")
+    await repo.record_membership(join(1, 0))
+    await repo.record_post(post(1, 5, 0, question=True), None, 600)
+    await repo.record_post(post(2, 6, 5), None, 600)
+    await repo.record_post(post(3, 6, 60 * 24 * 10), None, 600)  # ten days later
+    assert await repo.drop_old_messages(at(60 * 24)) == 2
+    counts = await repo.counts()
+    assert (counts["messages"], counts["activity"], counts["membership_events"]) == (1, 0, 1)
