@@ -18,7 +18,8 @@ from zoneinfo import ZoneInfo
 
 from bot.events import ActivityMark, HostChange, Level, MemberKind, MembershipEvent
 
-WINDOW_RE = re.compile(r"^(?:(?P<hours>[1-9]\d*)h|day(?P<days>\d+))$")
+WINDOW_RE = re.compile(r"^(?:(?P<hours>[1-9]\d*)h|day(?P<days>0|[1-9]\d*))$")
+MAX_WINDOW_DAYS = 366  # longer is a typo, and would overflow datetimes
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,13 +30,16 @@ class Window:
 
 
 def parse_window(name: str) -> Window:
-    """`1h`, `24h`, `Nh` or `day0`, `day1`, `dayN`."""
-    m = WINDOW_RE.match(name.strip())
+    """`1h`, `24h`, `Nh` or `day0`, `day1`, `dayN` (up to a year)."""
+    text = name.strip().lower()
+    m = WINDOW_RE.match(text)
     if m is None:
         raise ValueError(f"window {name!r}: expected Nh (e.g. 1h, 24h) or dayN (e.g. day0, day1)")
-    if m.group("hours"):
-        return Window(name.strip(), int(m.group("hours")), None)
-    return Window(name.strip(), None, int(m.group("days")))
+    hours = int(m.group("hours")) if m.group("hours") else None
+    days = int(m.group("days")) if m.group("days") is not None else None
+    if (hours or 0) > MAX_WINDOW_DAYS * 24 or (days or 0) > MAX_WINDOW_DAYS:
+        raise ValueError(f"window {name!r}: longer than {MAX_WINDOW_DAYS} days")
+    return Window(text, hours, days)
 
 
 def local_day(ts_utc: datetime, tz: ZoneInfo) -> date:
@@ -110,7 +114,7 @@ class _People:
         self.host_ts = {u: [c.ts_utc for c in cs] for u, cs in hosts.items()}
         self.users = set(events) | set(hosts)
         self.cohorts: dict[date, list[tuple[int, datetime]]] = {}
-        self.retention_done: dict[tuple[date, str], RetentionCell] = {}
+        self.retention_done: dict[tuple[date, str], tuple[RetentionCell, datetime]] = {}
         self.initial_in = {u: self._initially_in(u) for u in self.users}
         self.effective: list[tuple[datetime, int, MemberKind]] = []  # state-changing events
         for u, evs in events.items():
@@ -161,8 +165,8 @@ class _People:
 
     def in_group_at(self, u: int, instant: datetime, inclusive: bool = False) -> bool:
         ts = self.event_ts.get(u)
-        if not ts:
-            return u in self.users
+        if not ts:  # admins found at the start, and people first seen posting, were in
+            return u in self.users or u in self.h.first_post_utc
         i = (bisect_right if inclusive else bisect_left)(ts, instant)
         return self.initial_in[u] if i == 0 else self.events[u][i - 1].kind == MemberKind.JOIN
 
@@ -216,8 +220,8 @@ def cohort(history: GroupHistory, day: date) -> list[tuple[int, datetime]]:
 def retention(history: GroupHistory, day: date, window: Window, now: datetime) -> RetentionCell:
     p = history._people
     done = p.retention_done.get((day, window.name))
-    if done is not None:
-        return done
+    if done is not None and now >= done[1]:
+        return done[0]
     retained = matured = pending = 0
     members = cohort(history, day)
     # dayN checkpoints are the same for the whole cohort: one zoneinfo computation
@@ -234,8 +238,9 @@ def retention(history: GroupHistory, day: date, window: Window, now: datetime) -
         matured += 1
         retained += p.in_group_at(user, c)  # promoted to admin still counts as retained
     cell = RetentionCell(retained, matured, pending)
-    if not pending and local_day_bounds(day, history.tz)[1] < now:
-        p.retention_done[(day, window.name)] = cell  # fully matured: final for this history
+    if members and not pending:  # fully matured: final for any later `now`
+        last = max(fixed or checkpoint(ts, window, history.tz) for _, ts in members)
+        p.retention_done[(day, window.name)] = (cell, last)
     return cell
 
 
