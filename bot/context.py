@@ -59,6 +59,17 @@ class AppContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], d
     def settings(self, chat_id: int) -> GroupSettings:
         return self.config.for_chat(chat_id)
 
+    async def linked_chat(self, chat_id: int) -> int | None:
+        """The group's linked channel, re-read from storage at most every 5 minutes."""
+        cache: dict[int, tuple[float, int | None]] = self.bot_data.setdefault("linked", {})
+        hit = cache.get(chat_id)
+        if hit is not None and time.monotonic() - hit[0] <= HOST_CACHE_TTL_S:
+            return hit[1]
+        info = await self.repo.chat(chat_id)
+        linked = info.linked_chat_id if info else None
+        cache[chat_id] = (time.monotonic(), linked)
+        return linked
+
     async def hosts(self, chat_id: int) -> frozenset[int]:
         cached = self.host_cache.get(chat_id)
         if cached is not None:

@@ -48,8 +48,7 @@ async def on_post(update: Update, context: AppContext) -> None:
         return
     chat_id = msg.chat.id
     await start_tracking(context, msg.chat, msg.date)
-    info = await context.repo.chat(chat_id)
-    linked = info.linked_chat_id if info else None
+    linked = await context.linked_chat(chat_id)
     hosts = await context.hosts(chat_id)
     settings = context.settings(chat_id)
     role = sender_role(sender_of(msg), chat_id, linked, hosts)
