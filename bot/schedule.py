@@ -113,8 +113,11 @@ async def send_digest(
     try:
         result = await service.digest(repo, config, chat_id, day, now)
         title = info.title or str(chat_id)
+        notes = await _quality_notes(
+            application, repo, chat_id, result.data, now, settings.language
+        )
         text = reports.digest_text(
-            result.report, settings.language, title, result.net, result.changes
+            result.report, settings.language, title, result.net, result.changes, notes
         )
         chart = None
         if settings.digest_chart:
@@ -126,6 +129,27 @@ async def send_digest(
     finally:
         await repo.finish_claim(chat_id, "digest", "", day.isoformat(), utcnow(), sent=sent)
     return sent
+
+
+async def _quality_notes(
+    application: Application[Any, Any, Any, Any, Any, Any],
+    repo: Repo,
+    chat_id: int,
+    data: service.GroupData,
+    now: datetime,
+    lang: str,
+) -> list[str]:
+    """Re-read Telegram's member count (daily, with the digest) and say if ours drifted."""
+    try:
+        count = await application.bot.get_chat_member_count(chat_id)
+    except TelegramError:
+        return []
+    await repo.record_member_count(chat_id, now, count)
+    not_members = len(await repo.admin_hosts(chat_id)) + 1  # the admins and this bot
+    drift = service.headcount_drift(data, now, count, not_members)
+    if drift is None:
+        return []
+    return [t(lang, "note_drift", telegram=drift[0], ours=drift[1])]
 
 
 async def _deliver(

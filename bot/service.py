@@ -377,3 +377,20 @@ async def daily_rows(
             row[f"retention_{name}"] = r4(cell.rate)
         rows.append(row)
     return rows
+
+
+DRIFT_SHARE, DRIFT_PEOPLE = 0.02, 3  # SPEC 4: more than 2 % and more than 3 people
+
+
+def headcount_drift(
+    data: GroupData, read_at: datetime, telegram_count: int, known_not_members: int
+) -> tuple[int, int] | None:
+    """(Telegram's members, ours) when our head-count drifted from getChatMemberCount."""
+    ours = metrics.headcount_at(data.history, read_at)
+    if ours is None:
+        return None
+    theirs = max(0, telegram_count - known_not_members)
+    gap = abs(theirs - ours)
+    if gap > DRIFT_PEOPLE and gap > DRIFT_SHARE * max(theirs, 1):
+        return theirs, ours
+    return None

@@ -745,15 +745,6 @@ class Repo:
         async with self.engine.begin() as conn:
             await conn.execute(update(Claim).where(*key).values(**values))
 
-    async def sent_claims(self, chat_id: int, kind: str) -> list[tuple[str, str]]:
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(Claim.metric, Claim.period).where(
-                    Claim.chat_id == chat_id, Claim.kind == kind, Claim.sent_ts.is_not(None)
-                )
-            )
-            return [(m, p) for m, p in rows]
-
     # ---- privacy ---------------------------------------------------------------------
 
     async def forget_user(self, user_id: int) -> int:

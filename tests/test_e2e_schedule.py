@@ -186,3 +186,17 @@ async def test_two_processes_send_each_digest_once(api: FakeBotAPI, db_url: str)
             )
     assert sum(results) == 1
     assert len(digests(api)) == 1
+
+
+async def test_digest_notes_a_head_count_drift_from_telegram(api: FakeBotAPI, db_url: str) -> None:
+    config = make_config(api, db_url, digest_time=time(23, 59))
+    async with bot_running(config) as app:
+        history(api)
+        await settle(api)
+        api.member_counts[CHAT] = 18  # 16 members + the host + the bot: no drift
+        assert await schedule.send_digest(app, CHAT, datetime.now(UTC))
+        api.member_counts[CHAT] = 40  # 38 members by Telegram's count, 16 by ours
+        assert await schedule.send_digest(app, CHAT, datetime.now(UTC) + timedelta(days=1))
+    first, second = digests(api)
+    assert "数据质量" not in first
+    assert "数据质量：Telegram 显示 38 名成员，opsbot 统计为 16。" in second
