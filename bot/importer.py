@@ -242,7 +242,8 @@ class _State:
     bots: frozenset[int]
     markers: tuple[str, ...]
     window_s: int
-    existing: dict[int, list[tuple[str, int]]]
+    existing: dict[int, list[tuple[str, int]]]  # what the database had (live data)
+    window: deque[tuple[int, int, str]] = field(default_factory=deque)  # imported, last 60 s
     messages: dict[int, tuple[int, Role, int | None]] = field(default_factory=dict)
     recent: deque[Post] = field(default_factory=deque)
     first_seen: dict[int, str] = field(default_factory=dict)  # user -> "join"/"pre"/...
@@ -430,13 +431,15 @@ async def _membership(
     if user in state.hosts or user in state.bots:
         return
     stamp = to_ts(ts)
+    # the file is in time order: imported events over 60 s old can match nothing any more
+    while state.window and state.window[0][0] < stamp - DEDUP_WINDOW_S:
+        state.window.popleft()
     near = [(k, t) for k, t in state.existing.get(user, ()) if abs(t - stamp) <= DEDUP_WINDOW_S]
+    near += [(k, t) for t, u, k in state.window if u == user]
     if is_duplicate(kind, stamp, near):
         summary.skipped["joins/leaves already stored"] += 1
         return
-    # the file is in time order: what is over 60 s old can match nothing any more
-    kept = [(k, t) for k, t in state.existing.get(user, ()) if t >= stamp - DEDUP_WINDOW_S]
-    state.existing[user] = [*kept, (str(kind), stamp)]
+    state.window.append((stamp, user, str(kind)))
     if user not in state.first_seen:
         # first seen leaving (or posting) without a join: a member from before (SPEC 2, 9)
         state.first_seen[user] = str(kind)
