@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from bot.app import StartupError, build_application, running
@@ -276,3 +278,55 @@ async def test_updates_from_a_group_the_bot_left_are_filed_without_restarting_tr
     assert CHAT not in await repo.chat_ids()  # no digests or alerts for it any more
     assert bot.job_queue is not None
     assert not [j for j in bot.job_queue.jobs() if j.name and str(CHAT) in j.name]
+
+
+SENDERS = st.sampled_from([ALICE, BOB, HOST, tg.user(900, "quiz", True), None])
+TEXTS = st.one_of(
+    st.none(),
+    st.text(max_size=300),
+    st.just("🙂" * 2000),
+    st.text(alphabet="\u200b\u202e?？吗 how", max_size=20),
+)
+
+
+@st.composite
+def odd_updates(draw: st.DrawFn) -> list[dict[str, Any]]:
+    updates: list[dict[str, Any]] = []
+    for mid in range(draw(st.integers(20, 40))):
+        ts = T + 100 + mid * draw(st.integers(0, 120))
+        sender = draw(SENDERS)
+        kind = draw(st.sampled_from(["post", "reply", "channel", "join", "leave", "edit"]))
+        if kind in ("join", "leave") and sender is not None:
+            old, new = ("left", "member") if kind == "join" else ("member", "left")
+            updates.append(
+                tg.chat_member(GROUP, sender, ts, tg.member(sender, old), tg.member(sender, new))
+            )
+            continue
+        extra: dict[str, Any] = {}
+        if kind == "reply" and updates:
+            target = draw(st.sampled_from(updates))
+            extra["reply_to"] = target.get("message") or target.get("edited_message")
+        if kind == "channel":
+            extra["sender_chat"] = draw(st.sampled_from([GROUP, tg.channel(-100777)]))
+        updates.append(
+            tg.message(GROUP, 1000 + mid, ts, sender, draw(TEXTS), edited=kind == "edit", **extra)
+        )
+    return updates
+
+
+@settings(
+    max_examples=3,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(batch=odd_updates())
+async def test_fuzzed_updates_never_make_a_handler_fail(
+    api: FakeBotAPI,
+    bot: OpsApplication,
+    caplog: pytest.LogCaptureFixture,
+    batch: list[dict[str, Any]],
+) -> None:
+    with caplog.at_level(logging.ERROR):
+        api.push(*batch)
+        await settle(api)
+    assert not [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
