@@ -76,9 +76,11 @@ async def poll_committed(
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
             backoff = 0.5
             offset = update.update_id + 1
-            await _retry(lambda o=offset: repo.set_state(OFFSET_KEY, o), stop)
             if stop.is_set():
-                return
+                break
+        if updates:
+            # once per batch: what a crash replays from the batch is stored once anyway
+            await _retry(lambda o=offset: repo.set_state(OFFSET_KEY, o), stop)
 
 
 def _seconds(value: Any) -> float:
