@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -237,6 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args, config)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `opsbot demo | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
