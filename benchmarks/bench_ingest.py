@@ -1,77 +1,195 @@
 """Benchmark: updates per second through the real path (Bot API JSON -> Update -> handlers ->
-committed rows), against inserting the same rows with raw executemany in one transaction.
+committed rows) of an `opsbot run` process, against inserting the same rows with raw
+executemany in one transaction; and the peak memory of that process.
 
-    python -m benchmarks.bench_ingest [--days 4] [--db URL]
+    python -m benchmarks.bench_ingest [--days 4] [--groups 1] [--members 200] [--db URL]
+
+The bot runs as its own process (as in production), long-polling a fake Bot API server that
+runs in this one; the whole stream is queued before the clock starts. `--db` names a
+PostgreSQL server (a scratch database is created on it and dropped after); the default is a
+temporary SQLite file.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import json
+import signal
+import subprocess
+import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot import synthetic
-from bot.app import build_application, running
-from bot.config import Config
-from storage.models import ActivityRow, MembershipEventRow, MessageRow
+from bot.config import normalize_db_url
+from storage.models import ActivityRow, HostEventRow, MembershipEventRow, MessageRow, User
 from storage.repo import Repo
 from tests import tg
 from tests.botapi_server import BOT_ID, TOKEN, FakeBotAPI
-from tests.test_import_equals_live import CHAT_ID, HOSTS, as_updates
+from tests.test_import_equals_live import as_updates
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLES = (User, MembershipEventRow, HostEventRow, MessageRow, ActivityRow)
+
+
+def stream(args: argparse.Namespace, work: Path) -> tuple[list[dict[str, Any]], list[int]]:
+    """The synthetic history of one group as Bot API updates, repeated for each group
+    (another chat id each), interleaved as the groups would be in time."""
+    spec = synthetic.GroupSpec(
+        seed=3,
+        days=args.days,
+        initial_members=args.members,
+        joins_per_day=args.members / 5,
+        messages_per_member_day=2.0,
+    )
+    synthetic.write_export(spec, work / "result.json")
+    items = json.loads((work / "result.json").read_text())["messages"]
+    one = as_updates(items)
+    base = int(f"-100{spec.chat_id}")
+    chats = [base - k for k in range(args.groups)]
+    out = []
+    for update in one:
+        for chat in chats:
+            out.append(update if chat == base else _rechat(update, base, chat))
+    return out, chats
+
+
+def _rechat(value: Any, old: int, new: int) -> Any:
+    if isinstance(value, dict):
+        out = {k: _rechat(v, old, new) for k, v in value.items()}
+        if out.get("id") == old and "type" in out:
+            out["id"] = new
+        return out
+    if isinstance(value, list):
+        return [_rechat(v, old, new) for v in value]
+    return copy.copy(value)
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def scratch_pg(url: str) -> tuple[str, str]:
+    name = f"opsbot_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_async_engine(normalize_db_url(url), isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    await admin.dispose()
+    return make_url(normalize_db_url(url)).set(database=name).render_as_string(False), name
+
+
+async def drop_pg(url: str, name: str) -> None:
+    admin = create_async_engine(normalize_db_url(url), isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await admin.dispose()
 
 
 async def run(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="opsbot-ingest-"))
-    spec = synthetic.GroupSpec(seed=3, days=args.days, initial_members=200, joins_per_day=40,
-                               messages_per_member_day=2.0)
-    synthetic.write_export(spec, work / "result.json")
-    items = json.loads((work / "result.json").read_text())["messages"]
-    updates = as_updates(items)
-    url = args.db or f"sqlite+aiosqlite:///{work / 'live.db'}"
-    api = FakeBotAPI().start()
-    api.admins[CHAT_ID] = [tg.member(tg.user(h), "administrator") for h in HOSTS]
-    api.admins[CHAT_ID].append(tg.member(tg.user(BOT_ID, "opsbot", True), "administrator"))
-    api.member_counts[CHAT_ID] = len(items[0]["members"]) + 1
-    config = Config(token=TOKEN, api_base_url=api.base_url, storage_url=url)
-    async with running(build_application(config), poll_timeout=1):
-        t = time.perf_counter()
-        api.push(*updates)
-        await asyncio.to_thread(api.wait_confirmed, 3600)
-        live = time.perf_counter() - t
-    api.stop()
-    print(f"real path: {len(updates):,} updates in {live:.1f} s = {len(updates) / live:,.0f}/s")
+    updates, chats = stream(args, work)
+    scratch = None
+    if args.db:
+        url, scratch = await scratch_pg(args.db)
+    else:
+        url = f"sqlite+aiosqlite:///{work / 'live.db'}"
+    try:
+        await measure(args, work, updates, chats, url)
+    finally:
+        if scratch is not None:
+            await drop_pg(args.db, scratch)
 
+
+async def measure(
+    args: argparse.Namespace,
+    work: Path,
+    updates: list[dict[str, Any]],
+    chats: list[int],
+    url: str,
+) -> None:
+    api = FakeBotAPI().start()
+    hosts = [tg.member(tg.user(synthetic.HOST_BASE_ID + i), "administrator") for i in range(2)]
+    for chat in chats:
+        api.admins[chat] = [*hosts, tg.member(tg.user(BOT_ID, "opsbot", True), "administrator")]
+        api.member_counts[chat] = args.members + 3
+    config = work / "config.toml"
+    config.write_text(
+        f'[telegram]\ntoken = "{TOKEN}"\napi_base_url = "{api.base_url}"\n'
+        f'[storage]\nurl = "{url}"\n'
+    )
+    config.chmod(0o600)
+    with (work / "bot.log").open("wb") as log:
+        proc = subprocess.Popen(  # noqa: ASYNC220 (started once, before the clock)
+            [sys.executable, "-m", "bot.cli", "run", "--config", str(config)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            while not api.calls_of("getUpdates"):  # started: schema, admins, commands done
+                if proc.poll() is not None:
+                    sys.exit(f"the bot exited: see {work / 'bot.log'}")
+                await asyncio.sleep(0.05)
+            t = time.perf_counter()
+            api.push(*updates)
+            if not await asyncio.to_thread(api.wait_confirmed, 3600):
+                sys.exit("the bot did not confirm every update within an hour")
+            live = time.perf_counter() - t
+            peak = peak_rss_mb(proc.pid)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+            api.stop()
+    n = len(updates)
+    print(
+        f"{'PostgreSQL' if url.startswith('postgresql') else 'SQLite'}, {len(chats):,} "
+        f"group(s), {n:,} updates"
+    )
+    print(
+        f"real path: {live:.2f} s = {n / live:,.0f} updates/s; "
+        f"peak RSS of the bot process {peak:.0f} MB"
+    )
+
+    # the ceiling: the same rows, inserted into the emptied tables in one transaction
     repo = await Repo.open(url)
     tables = {}
-    async with repo.engine.connect() as conn:
-        for model in (MembershipEventRow, MessageRow, ActivityRow):
+    async with repo.engine.begin() as conn:
+        for model in TABLES:
             cols = [c for c in model.__table__.columns if c.name != "id"]
-            rows = (await conn.execute(select(*cols))).mappings().all()
-            tables[model] = [dict(r) for r in rows]
-    await repo.close()
-    raw_url = f"sqlite+aiosqlite:///{work / 'raw.db'}" if not args.db else args.db + "_raw"
-    raw = await Repo.open(raw_url)
+            tables[model] = [dict(r) for r in (await conn.execute(select(*cols))).mappings()]
+            await conn.execute(delete(model))
+    rows = sum(map(len, tables.values()))
     t = time.perf_counter()
-    async with raw.engine.begin() as conn:
-        for model, rows in tables.items():
-            if rows:
-                await conn.execute(insert(model), rows)
+    async with repo.engine.begin() as conn:
+        for model, batch in tables.items():
+            if batch:
+                await conn.execute(insert(model), batch)
     ceiling = time.perf_counter() - t
-    await raw.close()
-    print(f"raw executemany of the same {sum(map(len, tables.values())):,} rows: {ceiling:.2f} s "
-          f"= {len(updates) / ceiling:,.0f} updates/s; real path at "
-          f"{ceiling / live:.1%} of the ceiling")
+    await repo.close()
+    print(
+        f"raw executemany of the same {rows:,} rows in one transaction: {ceiling:.2f} s "
+        f"= {n / ceiling:,.0f} updates/s; the real path runs at {ceiling / live:.1%} of it"
+    )
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--days", type=int, default=4)
-    p.add_argument("--db", help="database URL for the live run (default: SQLite)")
+    p.add_argument("--groups", type=int, default=1)
+    p.add_argument("--members", type=int, default=200, help="members per group at the start")
+    p.add_argument("--db", help="a PostgreSQL URL (a scratch database is made on its server)")
     asyncio.run(run(p.parse_args()))
 
 

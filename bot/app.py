@@ -27,7 +27,7 @@ from telegram.ext import (
 from bot import schedule
 from bot.config import Config
 from bot.context import AppContext, OpsApplication
-from bot.ingest import note_failure, poll_committed
+from bot.ingest import DB_ERRORS, note_failure, poll_committed
 from bot.redact import redact_in_logs
 from bot.tracking import refresh_admins, utcnow
 from bot.webhook import start_webhook_server
@@ -121,7 +121,12 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Log one line (no token, no message text) and keep going."""
     err = context.error
     update_id = update.update_id if isinstance(update, Update) else None
-    log.error("update %s failed: %s", update_id, err.__class__.__name__ if err else "unknown")
+    name = err.__class__.__name__ if err else "unknown"
+    if isinstance(update, Update) and isinstance(err, DB_ERRORS):
+        # ingest keeps the update, retries it and logs the outage once
+        log.debug("update %s not stored: %s", update_id, name)
+    else:
+        log.error("update %s failed: %s", update_id, name)
     note_failure(context.application, update, err)
 
 

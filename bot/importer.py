@@ -1,9 +1,15 @@
 """Back-fill a group's history from a Telegram Desktop export (`result.json`), streamed.
 
-Imported events go into the same tables, through the same rules (bot.classify), as live
-ones, so every report works on them. Two passes over the file: the first learns which
-display name belongs to which user id (invite_members/remove_members name people only
-by display name), the second writes, in one transaction.
+Imported events go into the same tables as live ones, through the same rules
+(bot.classify, storage.repo.is_duplicate), so every report works on them and an import
+overlapping live data stores each join, leave and message once (SPEC 2, 8, 9).
+
+The file is read twice and never loaded whole: a first pass checks it, finds its chats and
+learns which display name belongs to which user id (`invite_members`, `remove_members` and
+`create_group` name people only by display name); the second pass writes everything in
+one transaction, so a broken file leaves the database exactly as it was. Memory holds
+per-person state, the last `discussion_window` of posts, and the most recent messages as
+reply targets (older targets are read back from the database).
 """
 
 from __future__ import annotations
@@ -11,28 +17,43 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import ijson
 
 from bot.classify import Sender, answer_marks, is_question, reply_marks, sender_role
-from bot.config import Config
+from bot.config import Config, GroupSettings
 from bot.events import HostChange, MemberKind, MembershipEvent, Post, ReplyTarget, Role
-from storage.bulk import BulkWriter
-from storage.repo import DEDUP_WINDOW_S, Repo, is_duplicate, to_ts
+from storage.bulk import BulkWriter, StoredPost
+from storage.repo import DEDUP_WINDOW_S, Repo, is_duplicate
 
+# Telegram Desktop chat types that are groups, and the Bot API chat type of each
 GROUP_TYPES = {
     "private_group": "group",
     "private_supergroup": "supergroup",
     "public_supergroup": "supergroup",
 }
-JOIN_ACTIONS = ("join_group_by_link", "join_group_by_request", "invite_members")
-RECENT_MESSAGES = 100_000  # reply targets kept in memory; older ones are read back from the db
+NOT_GROUPS = {
+    "personal_chat": "a private chat",
+    "bot_chat": "a private chat with a bot",
+    "saved_messages": "saved messages",
+    "private_channel": "a channel",
+    "public_channel": "a channel",
+}
+JOIN_BY_ACTOR = ("join_group_by_link", "join_group_by_request")
+MIGRATION = ("migrate_to_supergroup", "migrate_from_group")
+RECENT_MESSAGES = 200_000  # reply targets kept in memory; older ones are read from the db
+PREFETCH = 5_000  # message ids per look-up of messages already stored (live overlap)
+PROGRESS_EVERY_S = 0.25
+NO_UNIXTIME = (
+    "this export has no date_unixtime (made before 2021): pass --export-timezone ZONE, "
+    "the timezone of the computer that exported it"
+)
 
 
 class ExportError(ValueError):
@@ -43,140 +64,98 @@ class ExportError(ValueError):
 class ImportSummary:
     chat_id: int
     title: str
+    type: str = ""
     first: datetime | None = None
     last: datetime | None = None
     joins: int = 0
     leaves: int = 0
     messages: int = 0
     replies: int = 0
-    baseline: int = 0
+    baseline: int = 0  # members present before the export's first event, as imported
+    baseline_applied: bool = False  # False: the group was tracked from an earlier time
+    tracking_start: datetime | None = None  # in force after the import
     unmatched_names: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
 
     def text(self) -> str:
-        period = (
-            f"{self.first:%Y-%m-%d %H:%M} .. {self.last:%Y-%m-%d %H:%M} UTC"
-            if self.first and self.last
-            else "empty"
-        )
+        def when(dt: datetime | None) -> str:
+            return f"{dt:%Y-%m-%d %H:%M}" if dt else "-"
+
+        period = f"{when(self.first)} .. {when(self.last)} UTC" if self.first else "no items"
+        if self.baseline_applied or self.tracking_start is None:
+            tracking = f"tracking from {when(self.tracking_start)} UTC"
+        else:
+            tracking = f"kept: the group is tracked from {when(self.tracking_start)} UTC"
         lines = [
-            f"chat      {self.title} ({self.chat_id})",
+            f"chat      {self.title} ({self.chat_id}, {self.type})",
             f"period    {period}",
             f"joins     {self.joins}",
             f"leaves    {self.leaves}",
             f"messages  {self.messages} ({self.replies} replies)",
-            f"baseline  {self.baseline} members present before the first event",
-            f"unmatched {self.unmatched_names} display names without a user id (not counted)",
+            f"baseline  {self.baseline} members before the first event ({tracking})",
+            f"unmatched {self.unmatched_names} display names without a user id",
         ]
-        for reason, n in sorted(self.skipped.items()):
-            lines.append(f"skipped   {n} × {reason}")
+        lines += [f"skipped   {n} × {why}" for why, n in sorted(self.skipped.items())]
         return "\n".join(lines)
 
 
-@dataclass(frozen=True)
+# ---- pure: reading one export item ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
 class ExportChat:
     name: str
     type: str
     id: int
+    index: int = 0  # position in the file (full-account exports list several chats)
+
+    @property
+    def is_group(self) -> bool:
+        return self.type in GROUP_TYPES
 
 
-def _peer_id(value: Any) -> tuple[str, int] | None:
+def bot_api_chat_id(chat_type: str, export_id: int) -> int:
+    """Bot API ids: supergroups are -100<id>, basic groups -<id>."""
+    if GROUP_TYPES.get(chat_type) == "supergroup":
+        return int(f"-100{export_id}")
+    return -export_id
+
+
+def peer_id(value: Any) -> tuple[str, int] | None:
     """`"user123"` / `"channel123"` / `"chat123"` / older plain integers -> (kind, id)."""
-    if value is None:
+    if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
         return ("user", value)
-    text = str(value)
+    if isinstance(value, float) and value.is_integer():
+        return ("user", int(value))
+    text = str(value).strip()
     for kind in ("user", "channel", "chat"):
-        if text.startswith(kind) and text[len(kind) :].isdigit():
-            return (kind, int(text[len(kind) :]))
-    return ("user", int(text)) if text.lstrip("-").isdigit() else None
+        rest = text.removeprefix(kind)
+        if rest != text and rest.isdigit():
+            return (kind, int(rest))
+    return ("user", int(text)) if text.isdigit() else None
 
 
-def _text(value: Any) -> str:
+def user_of(value: Any) -> int | None:
+    peer = peer_id(value)
+    return peer[1] if peer is not None and peer[0] == "user" else None
+
+
+def message_text(value: Any) -> str:
+    """`text` is a string or a list of strings and {type, text} parts."""
     if isinstance(value, str):
         return value
     if isinstance(value, list):
-        return "".join(p if isinstance(p, str) else str(p.get("text", "")) for p in value)
+        return "".join(
+            p if isinstance(p, str) else str(p.get("text", "")) if isinstance(p, dict) else ""
+            for p in value
+        )
     return ""
 
 
-def bot_api_chat_id(chat: ExportChat) -> int:
-    """Bot API ids: supergroups are -100<id>, basic groups -<id>."""
-    if GROUP_TYPES[chat.type] == "supergroup":
-        return int(f"-100{chat.id}")
-    return -chat.id
-
-
-class _Reader:
-    """Streams one export file: its chats, and each chat's messages."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.position = 0
-        if not path.exists():
-            raise ExportError(f"{path}: no such file")
-
-    def _open(self) -> IO[bytes]:
-        return self.path.open("rb")
-
-    def chats(self) -> list[ExportChat]:
-        """The group chats in the file, read without loading messages."""
-        found: list[ExportChat] = []
-        current: dict[str, Any] = {}
-        try:
-            with self._open() as fh:
-                for prefix, event, value in ijson.parse(fh):
-                    if prefix in (
-                        "name",
-                        "type",
-                        "id",
-                        "chats.list.item.name",
-                        "chats.list.item.type",
-                        "chats.list.item.id",
-                    ):
-                        current[prefix.rsplit(".", 1)[-1]] = value
-                    elif (prefix, event) in (
-                        ("messages", "start_array"),
-                        ("chats.list.item.messages", "start_array"),
-                    ):
-                        found.append(self._chat(current))
-                        current = {}
-                        if prefix == "messages":
-                            break
-        except ijson.JSONError as exc:
-            raise ExportError(f"{self.path}: not valid JSON or cut short ({exc})") from None
-        if not found:
-            raise ExportError(
-                f"{self.path}: not a Telegram Desktop export (no chat with messages in it)"
-            )
-        return found
-
-    @staticmethod
-    def _chat(raw: dict[str, Any]) -> ExportChat:
-        if "type" not in raw or "id" not in raw:
-            raise ExportError("not a Telegram Desktop export: a chat without type or id")
-        return ExportChat(str(raw.get("name") or ""), str(raw["type"]), int(raw["id"]))
-
-    def messages(self, chat: ExportChat, full_account: bool) -> Iterator[dict[str, Any]]:
-        prefix = "chats.list.item" if full_account else ""
-        try:
-            with self._open() as fh:
-                if not full_account:
-                    for item in ijson.items(fh, "messages.item", use_float=True):
-                        self.position = fh.tell()
-                        yield item
-                    return
-                for item in ijson.items(fh, prefix + "", use_float=True):
-                    if item.get("id") == chat.id and item.get("type") == chat.type:
-                        yield from item.get("messages", [])
-                        return
-        except ijson.JSONError as exc:
-            raise ExportError(f"{self.path}: not valid JSON or cut short ({exc})") from None
-
-
-class _Clock:
-    """Message times: date_unixtime when present, else `date` in the export's timezone."""
+class Clock:
+    """Item times: `date_unixtime` when present, else `date` in the export's timezone."""
 
     def __init__(self, export_tz: str | None) -> None:
         self.tz: ZoneInfo | None = None
@@ -184,346 +163,712 @@ class _Clock:
             try:
                 self.tz = ZoneInfo(export_tz)
             except (ZoneInfoNotFoundError, ValueError):
-                raise ExportError(f"--export-timezone: unknown timezone {export_tz!r}") from None
+                raise ExportError(
+                    f"--export-timezone: unknown timezone {export_tz!r}; "
+                    'use an IANA name like "Europe/Berlin"'
+                ) from None
 
-    def __call__(self, item: dict[str, Any]) -> datetime:
-        if item.get("date_unixtime"):
-            return datetime.fromtimestamp(int(item["date_unixtime"]), UTC)
+    def __call__(self, item: Mapping[str, Any]) -> datetime:
+        unix = item.get("date_unixtime")
+        if unix not in (None, ""):
+            try:
+                return datetime.fromtimestamp(int(unix), UTC)
+            except (TypeError, ValueError, OverflowError, OSError):
+                raise ExportError(
+                    f"item {item.get('id')!r}: unreadable date_unixtime {unix!r}"
+                ) from None
         if self.tz is None:
-            raise ExportError(
-                "this export has no date_unixtime (made before 2021): pass --export-timezone "
-                "ZONE, the timezone of the computer that exported it"
-            )
-        return datetime.fromisoformat(str(item["date"])).replace(tzinfo=self.tz).astimezone(UTC)
+            raise ExportError(NO_UNIXTIME)
+        try:
+            local = datetime.fromisoformat(str(item["date"]))
+        except (KeyError, ValueError):
+            raise ExportError(f"item {item.get('id')!r}: no readable date") from None
+        return local.replace(tzinfo=self.tz).astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceItem:
+    message_id: int
+    ts_utc: datetime
+    action: str
+    actor_id: int | None  # a user id
+    actor_name: str | None
+    members: tuple[str | None, ...]  # display names (None: a deleted account)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageItem:
+    message_id: int
+    ts_utc: datetime
+    peer: tuple[str, int] | None  # from_id: ("user" | "channel" | "chat", id)
+    sender_name: str | None
+    text: str  # looked at once, for is_question, and never stored (SPEC 11)
+    reply_to: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedItem:
+    ts_utc: datetime | None
+    reason: str
+
+
+ExportItem = ServiceItem | MessageItem | SkippedItem
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def parse_item(raw: Any, clock: Clock) -> ExportItem:
+    """One element of `messages` -> a service action, a message, or why it is skipped."""
+    if not isinstance(raw, dict):
+        return SkippedItem(None, "items that are not JSON objects")
+    mid = _int(raw.get("id"))
+    if mid is None:
+        return SkippedItem(None, "items without a message id")
+    ts = clock(raw)
+    kind = raw.get("type")
+    if kind == "service":
+        members = raw.get("members")
+        return ServiceItem(
+            mid,
+            ts,
+            str(raw.get("action") or ""),
+            user_of(raw.get("actor_id")),
+            _name(raw.get("actor")),
+            tuple(_name(m) for m in members) if isinstance(members, list) else (),
+        )
+    if kind == "message":
+        reply = raw.get("reply_to_message_id")
+        return MessageItem(
+            mid,
+            ts,
+            peer_id(raw.get("from_id")),
+            _name(raw.get("from")),
+            message_text(raw.get("text")),
+            _int(reply) if reply is not None else None,
+        )
+    return SkippedItem(ts, f"items of type {kind!r}")
+
+
+def _name(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def message_sender(
+    peer: tuple[str, int], export_id: int, chat_id: int, bots: frozenset[int] | set[int]
+) -> Sender:
+    """The facts classify.sender_role needs, from an export's `from_id` (SPEC 2, 9)."""
+    kind, pid = peer
+    if kind == "user":
+        return Sender(pid, user_is_bot=pid in bots)
+    if pid == export_id:  # sent as the group itself: an anonymous admin
+        return Sender(None, sender_chat_id=chat_id, sender_chat_type="supergroup")
+    if kind == "channel":
+        return Sender(None, sender_chat_id=int(f"-100{pid}"), sender_chat_type="channel")
+    return Sender(None, sender_chat_id=-pid, sender_chat_type="group")
+
+
+Person = int | str  # a user id, or a display name no user id was found for
+
+
+@dataclass(frozen=True, slots=True)
+class Effects:
+    """What a service action means for membership (SPEC 2, 9)."""
+
+    joins: tuple[Person, ...] = ()
+    leaves: tuple[Person, ...] = ()
+    founders: tuple[Person, ...] = ()  # create_group members: the baseline, not joins
+    hosts: tuple[int, ...] = ()
+    names: tuple[tuple[int, str], ...] = ()  # display names of the people found
+    ignored: bool = False  # an action with nothing to record (pin_message, …)
+
+
+def resolve_name(
+    name: str | None, names: Mapping[str, int | None], actor: tuple[str | None, int | None]
+) -> Person:
+    """A display name -> the user id seen with it in the export, else the name itself."""
+    if name is not None and actor[1] is not None and name == actor[0]:
+        return actor[1]
+    uid = names.get(name) if name is not None else None
+    return uid if uid is not None else (name if name is not None else "(deleted account)")
+
+
+def service_effects(item: ServiceItem, names: Mapping[str, int | None]) -> Effects:
+    """Joins, leaves, baseline members and hosts a service action stands for."""
+    actor = (item.actor_name, item.actor_id)
+    found = ((item.actor_id, item.actor_name),) if item.actor_id and item.actor_name else ()
+
+    def people(hint: tuple[str | None, int | None]) -> tuple[tuple[Person, ...], Any]:
+        pairs = [(resolve_name(m, names, hint), m) for m in item.members]
+        ids = tuple((p, m) for p, m in pairs if isinstance(p, int) and m is not None)
+        return tuple(p for p, _ in pairs), ids
+
+    if item.action in JOIN_BY_ACTOR:  # the actor is who joined
+        who: Person = item.actor_id if item.actor_id is not None else item.actor_name or "?"
+        return Effects(joins=(who,), names=found)
+    if item.action == "invite_members":  # the actor is the inviter, not a joiner
+        joins, ids = people((None, None))
+        return Effects(joins=joins, names=ids)
+    if item.action == "remove_members":  # the actor removing themselves: they left
+        leaves, ids = people(actor)
+        return Effects(leaves=leaves, names=ids + found)
+    if item.action == "create_group":
+        members, ids = people(actor)
+        founders = tuple(p for p in members if p != item.actor_id)
+        hosts = (item.actor_id,) if item.actor_id is not None else ()
+        return Effects(founders=founders, hosts=hosts, names=ids + found)
+    if item.action in MIGRATION:  # pre-migration ids are already negative in exports
+        return Effects()
+    return Effects(ignored=True)
+
+
+def learn_names(names: dict[str, int | None], raw: Mapping[str, Any]) -> None:
+    """Display name -> user id from `from`/`from_id` and `actor`/`actor_id`; None when
+    one name belongs to several people (then it matches nobody)."""
+    for name_key, id_key in (("from", "from_id"), ("actor", "actor_id")):
+        name, uid = _name(raw.get(name_key)), user_of(raw.get(id_key))
+        if name is not None and uid is not None:
+            known = names.get(name, uid)
+            names[name] = uid if known == uid else None
+
+
+# ---- reading the file -----------------------------------------------------------------
 
 
 class _Progress:
-    def __init__(self, path: Path, label: str) -> None:
-        self.size = max(path.stat().st_size, 1)
-        self.label = label
-        self.last = 0.0
-        self.tty = sys.stderr.isatty()
+    """`label [#####     ]  42%` on stderr, only when stderr is a terminal."""
 
-    def update(self, done_bytes: int) -> None:
+    def __init__(self, size: int, label: str, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.size = max(size, 1)
+        self.label = label
+        self.enabled = self.stream.isatty()
+        self.last = 0.0
+        self.shown = False
+
+    def update(self, done: int) -> None:
+        if not self.enabled:
+            return
         now = time.monotonic()
-        if self.tty and now - self.last > 0.3:
-            self.last = now
-            pct = min(100, done_bytes * 100 // self.size)
-            bar = "#" * (pct // 4)
-            sys.stderr.write(f"\r{self.label} [{bar:<25}] {pct:3d}%")
-            sys.stderr.flush()
+        if now - self.last < PROGRESS_EVERY_S:
+            return
+        self.last = now
+        pct = min(100, done * 100 // self.size)
+        self.stream.write(f"\r{self.label} [{'#' * (pct // 4):<25}] {pct:3d}%")
+        self.stream.flush()
+        self.shown = True
 
     def done(self) -> None:
-        if self.tty:
-            sys.stderr.write("\r" + " " * 60 + "\r")
+        if self.shown:
+            self.stream.write("\r" + " " * (len(self.label) + 34) + "\r")
+            self.stream.flush()
 
 
-def _names(reader: _Reader, chat: ExportChat, full: bool) -> dict[str, int | None]:
-    """Display name -> user id; None when one name belongs to several ids."""
-    names: dict[str, int | None] = {}
-    for item in reader.messages(chat, full):
-        for name_key, id_key in (("from", "from_id"), ("actor", "actor_id")):
-            name, peer = item.get(name_key), _peer_id(item.get(id_key))
-            if name and peer and peer[0] == "user":
-                if names.get(name, peer[1]) != peer[1]:
-                    names[name] = None
+class ExportFile:
+    """Streams one `result.json`: a single chat, or a full-account export's chats."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            if not path.is_file():
+                raise ExportError(
+                    f"{path}: " + ("not a file" if path.exists() else "no such file")
+                )
+            self.size = path.stat().st_size
+        except OSError as exc:
+            raise ExportError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+        self.full_account, self.single = self._layout()
+
+    def _bad_json(self, exc: Exception) -> ExportError:
+        detail = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        return ExportError(f"{self.path}: not valid JSON, or cut short ({detail})")
+
+    def _layout(self) -> tuple[bool, ExportChat | None]:
+        """(full-account export?, the chat of a single-chat export)."""
+        header: dict[str, Any] = {}
+        try:
+            with self.path.open("rb") as fh:
+                events = ijson.parse(fh, use_float=True)
+                first = next(events, None)
+                if first is None or first[1] != "start_map":
+                    raise ExportError(
+                        f"{self.path}: JSON, but not a Telegram Desktop export "
+                        "(expected an object with a list of messages)"
+                    )
+                for prefix, event, value in events:
+                    if prefix == "" and event == "map_key" and value == "chats":
+                        return True, None
+                    if prefix in ("name", "type", "id") and event not in ("start_map", "map_key"):
+                        header[prefix] = value
+                    elif prefix == "messages" and event == "start_array":
+                        return False, self._chat(header, 0)
+        except ExportError:
+            raise
+        except (ijson.JSONError, UnicodeDecodeError, ValueError) as exc:
+            raise self._bad_json(exc) from None
+        except OSError as exc:
+            raise ExportError(f"{self.path}: cannot read it ({exc.strerror or exc})") from None
+        raise ExportError(
+            f'{self.path}: JSON, but not a Telegram Desktop export (no "messages" or "chats")'
+        )
+
+    def _chat(self, raw: Mapping[str, Any], index: int) -> ExportChat:
+        export_id = _int(raw.get("id"))
+        if not isinstance(raw.get("type"), str) or export_id is None:
+            raise ExportError(
+                f"{self.path}: JSON, but not a Telegram Desktop export (a chat without type or id)"
+            )
+        return ExportChat(str(raw.get("name") or ""), str(raw["type"]), export_id, index)
+
+    def items(self, label: str) -> Iterator[tuple[ExportChat, Any]]:
+        """(chat, None) when a chat begins, then (chat, item) for each of its messages."""
+        progress = _Progress(self.size, label)
+        try:
+            with self.path.open("rb") as fh:
+                if self.single is not None:
+                    yield self.single, None
+                    for n, item in enumerate(ijson.items(fh, "messages.item", use_float=True)):
+                        if n % 512 == 0:
+                            progress.update(fh.tell())
+                        yield self.single, item
                 else:
-                    names[name] = peer[1]
-    return names
+                    yield from self._account_items(fh, progress)
+        except ExportError:
+            raise
+        except (ijson.JSONError, UnicodeDecodeError) as exc:
+            raise self._bad_json(exc) from None
+        except OSError as exc:
+            raise ExportError(f"{self.path}: cannot read it ({exc.strerror or exc})") from None
+        finally:
+            progress.done()
+
+    def _account_items(
+        self, fh: IO[bytes], progress: _Progress
+    ) -> Iterator[tuple[ExportChat, Any]]:
+        """Full-account export: every chat of `chats.list`, one message at a time."""
+        headers: deque[ExportChat] = deque()  # chats whose header is read, not announced
+        header: dict[str, Any] | None = None  # the chat being read, until its header is done
+        fields = {f"chats.list.item.{k}": k for k in ("name", "type", "id")}
+        scalar = ("null", "boolean", "integer", "double", "number", "string")
+        total = 0  # chats whose header is read
+
+        def events() -> Iterator[tuple[str, str, Any]]:
+            nonlocal header, total
+            for prefix, event, value in ijson.parse(fh, use_float=True):
+                if prefix == "chats.list.item" and event == "start_map":
+                    header = {}
+                elif prefix in fields and event in scalar and header is not None:
+                    header[fields[prefix]] = value
+                elif header is not None and (
+                    (prefix == "chats.list.item.messages" and event == "start_array")
+                    or (prefix == "chats.list.item" and event == "end_map")
+                ):  # the exporter writes name, type and id before the messages
+                    headers.append(self._chat(header, total))
+                    header, total = None, total + 1
+                yield prefix, event, value
+
+        chat: ExportChat | None = None
+        for n, item in enumerate(ijson.items(events(), "chats.list.item.messages.item")):
+            while headers:
+                chat = headers.popleft()
+                yield chat, None
+            if n % 512 == 0:
+                progress.update(fh.tell())
+            if chat is not None:
+                yield chat, item
+        while headers:
+            yield headers.popleft(), None
+
+
+# ---- pass 1: check the file, find its chats and the names of their people -----------
 
 
 @dataclass
-class _State:
-    """What the import keeps while streaming one chat."""
+class _Scan:
+    chat: ExportChat
+    names: dict[str, int | None] = field(default_factory=dict)
+    first: datetime | None = None
+    last: datetime | None = None
 
-    chat_id: int
-    export_id: int
-    hosts: set[int]
-    bots: frozenset[int]
-    markers: tuple[str, ...]
-    window_s: int
-    existing: dict[int, list[tuple[str, int]]]  # what the database had (live data)
-    window: deque[tuple[int, int, str]] = field(default_factory=deque)  # imported, last 60 s
-    messages: dict[int, tuple[int, Role, int | None]] = field(default_factory=dict)
-    recent: deque[Post] = field(default_factory=deque)
-    first_seen: dict[int, str] = field(default_factory=dict)  # user -> "join"/"pre"/...
-    baseline: set[object] = field(default_factory=set)
-    users: set[int] = field(default_factory=set)
+
+def _scan(file: ExportFile, clock: Clock) -> list[_Scan]:
+    if file.single is not None and not file.single.is_group:
+        _select(file, [_Scan(file.single)], None)  # raises: not a group
+    scans: list[_Scan] = []
+    for chat, raw in file.items("checking"):
+        if raw is None:
+            scans.append(_Scan(chat))
+            continue
+        scan = scans[-1]
+        if not chat.is_group or not isinstance(raw, dict):
+            continue
+        learn_names(scan.names, raw)
+        if _int(raw.get("id")) is None:
+            continue
+        ts = clock(raw)
+        scan.first = ts if scan.first is None or ts < scan.first else scan.first
+        scan.last = ts if scan.last is None or ts > scan.last else scan.last
+    return scans
+
+
+def _select(file: ExportFile, scans: list[_Scan], chat_id: int | None) -> list[tuple[_Scan, int]]:
+    """The group chats to import and the Bot API id each is filed under."""
+    groups = [s for s in scans if s.chat.is_group]
+    if not groups:
+        if file.single is not None:
+            c = file.single
+            what = NOT_GROUPS.get(c.type, f"a {c.type!r} chat")
+            raise ExportError(
+                f"{file.path}: {c.name or c.id!r} is {what}, not a group: only groups "
+                "(private_group, private_supergroup, public_supergroup) can be imported"
+            )
+        raise ExportError(f"{file.path}: this account export has no group chats to import")
+    if file.single is not None:
+        s = groups[0]
+        return [(s, chat_id if chat_id is not None else bot_api_chat_id(s.chat.type, s.chat.id))]
+    if chat_id is None:
+        return [(s, bot_api_chat_id(s.chat.type, s.chat.id)) for s in groups]
+    chosen = [s for s in groups if chat_id in (s.chat.id, bot_api_chat_id(s.chat.type, s.chat.id))]
+    if not chosen:
+        raise ExportError(f"{file.path}: no group with id {chat_id} in this account export")
+    return [(chosen[0], bot_api_chat_id(chosen[0].chat.type, chosen[0].chat.id))]
+
+
+# ---- pass 2: one chat's events into the database -------------------------------------
+
+
+class _ChatImport:
+    """The state kept while streaming one group: per person, the discussion window, and
+    recent messages as reply targets."""
+
+    def __init__(
+        self,
+        writer: BulkWriter,
+        scan: _Scan,
+        chat_id: int,
+        settings: GroupSettings,
+        clock: Clock,
+        hosts: Sequence[int],
+        bots: Sequence[int],
+    ) -> None:
+        self.w = writer
+        self.scan = scan
+        self.chat = scan.chat
+        self.chat_id = chat_id
+        self.settings = settings
+        self.clock = clock
+        self.cli_hosts = sorted(set(hosts))
+        self.cli_bots = sorted(set(bots))
+        self.bots: set[int] = set(bots)
+        self.summary = ImportSummary(chat_id, self.chat.name, self.chat.type)
+        self.summary.first, self.summary.last = scan.first, scan.last
+        self.always_hosts: set[int] = set(settings.hosts)
+        self.timeline: dict[int, list[tuple[int, int, bool]]] = {}
+        self.existing: dict[int, list[tuple[str, int]]] = {}
+        self.imported: deque[tuple[int, int, str]] = deque()  # (ts, user, kind), last 60 s
+        self.seen: set[int] = set()  # people with a join, leave, post or founder entry
+        self.baseline: set[Person] = set()
+        self.users: set[int] = set()
+        self.messages: dict[int, tuple[int, Role, int | None]] = {}
+        self.recent: deque[Post] = deque()  # host posts and member questions in the window
+        self.linked: int | None = None
+        self.tracking_ts: int | None = None
+        self.stored_range: tuple[int, int] | None = None
+        self.stored: dict[int, StoredPost] = {}
+        self.stored_window = (0, 0)
+        self.evicted_upto: int | None = None  # highest message id dropped from `messages`
+
+    async def start(self) -> None:
+        w, chat_id = self.w, self.chat_id
+        await w.ensure_chat(chat_id, self.chat.name or None, GROUP_TYPES[self.chat.type])
+        state = await w.chat_state(chat_id)
+        assert state is not None
+        self.tracking_ts, self.linked = state.tracking_start_ts, state.linked_chat_id
+        self.existing = await w.existing_membership(chat_id)
+        self.timeline = await w.host_timeline(chat_id)
+        self.always_hosts |= await w.manual_hosts(chat_id)
+        self.bots |= await w.known_bots()
+        self.stored_range = await w.message_id_range(chat_id)
+        await w.bots(self.cli_bots)
+        first = self.scan.first
+        if first is not None:  # --host: hosts for the whole export, from its first event
+            for host in self.cli_hosts:
+                if not self.is_host(host, first):
+                    await self.add_host(HostChange(chat_id, host, first, True, 0, "import"))
+
+    # ---- hosts ----
+
+    def is_host(self, user: int, ts: datetime) -> bool:
+        """Host at `ts` (changes at exactly `ts` included), as the metrics see it."""
+        if user in self.always_hosts:
+            return True
+        stamp, state = int(ts.timestamp()), False
+        for t, _, is_host in self.timeline.get(user, ()):
+            if t > stamp:
+                break
+            state = is_host
+        return state
+
+    async def add_host(self, change: HostChange) -> None:
+        line = self.timeline.setdefault(change.user_id, [])
+        line.append((int(change.ts_utc.timestamp()), change.seq, change.is_host))
+        line.sort()
+        await self.w.host(change)
+
+    # ---- people ----
+
+    async def user(self, user: int, name: str | None) -> None:
+        if user not in self.users:
+            self.users.add(user)
+            await self.w.user(user, name)
+
+    def before_tracking(self, who: Person) -> None:
+        """`who` was a member before the export's first event (SPEC 9)."""
+        if isinstance(who, str):
+            self.baseline.add(who)
+            return
+        first = self.scan.first
+        if who not in self.bots and first is not None and not self.is_host(who, first):
+            self.baseline.add(who)
+
+    async def membership(
+        self, who: Person, kind: MemberKind, ts: datetime, seq: int, name: str | None
+    ) -> None:
+        if isinstance(who, str):
+            self.summary.unmatched_names += 1
+            return
+        if who not in self.seen:
+            self.seen.add(who)
+            if kind == MemberKind.LEAVE:  # leaving without a recorded join
+                self.before_tracking(who)
+        stamp = int(ts.timestamp())
+        # the file is in time order: imported events over 60 s old match nothing any more
+        while self.imported and self.imported[0][0] < stamp - DEDUP_WINDOW_S:
+            self.imported.popleft()
+        near = [(k, t) for k, t in self.existing.get(who, ()) if abs(t - stamp) <= DEDUP_WINDOW_S]
+        near += [(k, t) for t, u, k in self.imported if u == who]
+        if is_duplicate(kind, stamp, near):
+            self.summary.skipped["joins/leaves already stored (same event within 60 s)"] += 1
+            return
+        self.imported.append((stamp, who, str(kind)))
+        await self.user(who, name)
+        await self.w.membership(MembershipEvent(self.chat_id, who, kind, ts, seq, "import"))
+        if kind == MemberKind.JOIN:
+            self.summary.joins += 1
+        else:
+            self.summary.leaves += 1
+
+    async def service(self, item: ServiceItem) -> None:
+        # not a message (SPEC 4), but replies can point at it: they make no one active
+        self.remember_target(item.message_id, item.ts_utc, Role.OTHER, None)
+        effects = service_effects(item, self.scan.names)
+        if effects.ignored:
+            self.summary.skipped[
+                f"service action {item.action or '(none)'} (nothing to record)"
+            ] += 1
+            return
+        names = dict(effects.names)
+        for host in effects.hosts:
+            if not self.is_host(host, item.ts_utc):
+                change = HostChange(
+                    self.chat_id, host, item.ts_utc, True, item.message_id, "import"
+                )
+                await self.add_host(change)
+            await self.user(host, names.get(host))
+        for who in effects.founders:
+            if isinstance(who, str):
+                self.summary.unmatched_names += 1
+            else:
+                self.seen.add(who)
+            self.before_tracking(who)
+        for kind, people in ((MemberKind.JOIN, effects.joins), (MemberKind.LEAVE, effects.leaves)):
+            for who in people:
+                name = names.get(who) if isinstance(who, int) else None
+                await self.membership(who, kind, item.ts_utc, item.message_id, name)
+
+    # ---- messages ----
+
+    async def stored_post(self, message_id: int) -> StoredPost | None:
+        """The message as already stored (recorded live), prefetched by id ranges."""
+        if self.stored_range is None:
+            return None
+        lo, hi = self.stored_range
+        if not lo <= message_id <= hi:
+            return None
+        if not self.stored_window[0] <= message_id < self.stored_window[1]:
+            self.stored_window = (message_id, message_id + PREFETCH)
+            self.stored = await self.w.stored_posts(self.chat_id, *self.stored_window)
+        return self.stored.get(message_id)
+
+    def remember_target(
+        self, message_id: int, ts: datetime, role: Role, sender: int | None
+    ) -> None:
+        self.messages[message_id] = (int(ts.timestamp()), role, sender)
+        if len(self.messages) > RECENT_MESSAGES:  # bounded memory: forget the oldest
+            oldest = next(iter(self.messages))
+            del self.messages[oldest]
+            self.evicted_upto = max(oldest, self.evicted_upto or oldest)
+
+    def remember(self, post: Post) -> None:
+        self.remember_target(post.message_id, post.ts_utc, post.role, post.sender_id)
+        window = timedelta(seconds=self.settings.discussion_window_s)
+        while self.recent and self.recent[0].ts_utc < post.ts_utc - window:
+            self.recent.popleft()
+        if post.role == Role.HOST or (post.role == Role.MEMBER and post.is_question):
+            self.recent.append(post)
+
+    async def reply_target(self, target_id: int, ts: datetime) -> ReplyTarget:
+        known = self.messages.get(target_id)
+        if known is not None:
+            return ReplyTarget(
+                target_id, datetime.fromtimestamp(known[0], UTC), known[1], known[2]
+            )
+        stored = None
+        lo, hi = self.stored_range or (0, -1)
+        if lo <= target_id <= hi or (
+            self.evicted_upto is not None and target_id <= self.evicted_upto
+        ):
+            # stored before the import, or imported and no longer in memory
+            found = await self.w.stored_posts(self.chat_id, target_id, target_id + 1)
+            stored = found.get(target_id)
+        if stored is not None:  # the role at the time the target was sent wins
+            return ReplyTarget(
+                target_id, datetime.fromtimestamp(stored.ts, UTC), stored.role, stored.sender_id
+            )
+        # a service message, deleted, or before the export: a reply that makes no one active
+        return ReplyTarget(target_id, ts, Role.OTHER, None)
+
+    async def message(self, item: MessageItem) -> None:
+        if item.peer is None:
+            self.summary.skipped["messages without a sender"] += 1
+            return
+        mid = item.message_id
+        if mid in self.messages:
+            self.summary.skipped["items listed twice"] += 1
+            return
+        sender = message_sender(item.peer, self.chat.id, self.chat_id, self.bots)
+        user_id = sender.user_id
+        stored = await self.stored_post(mid)
+        if stored is not None:  # the same message, recorded live: stored once (SPEC 2)
+            self.summary.skipped["messages already stored"] += 1
+            post = Post(
+                self.chat_id,
+                mid,
+                datetime.fromtimestamp(stored.ts, UTC),
+                stored.role,
+                stored.sender_id,
+                is_question=stored.is_question,
+            )
+            self.first_post(user_id, post.role)
+            self.remember(post)
+            return
+        hosts = (
+            frozenset((user_id,))
+            if user_id and self.is_host(user_id, item.ts_utc)
+            else frozenset()
+        )
+        role = sender_role(sender, self.chat_id, self.linked, hosts)
+        post = Post(
+            self.chat_id,
+            mid,
+            item.ts_utc,
+            role,
+            user_id,
+            sender.sender_chat_id,
+            is_question=role == Role.MEMBER
+            and is_question(item.text, self.settings.question_markers),
+        )
+        self.first_post(user_id, role)
+        if user_id is not None and role in (Role.MEMBER, Role.BOT):
+            await self.user(user_id, item.sender_name)
+        reply = None
+        if item.reply_to is not None:
+            reply = await self.reply_target(item.reply_to, item.ts_utc)
+            marks = reply_marks(post, reply)
+            self.summary.replies += 1
+        else:
+            window = timedelta(seconds=self.settings.discussion_window_s)
+            while self.recent and self.recent[0].ts_utc < item.ts_utc - window:
+                self.recent.popleft()
+            marks = answer_marks(post, self.recent, self.settings.discussion_window_s)
+        await self.w.post(post, reply, marks)
+        self.summary.messages += 1
+        self.remember(post)
+
+    def first_post(self, user_id: int | None, role: Role) -> None:
+        if user_id is not None and user_id not in self.seen:
+            self.seen.add(user_id)
+            if role == Role.MEMBER:  # posting without a recorded join
+                self.before_tracking(user_id)
+
+    async def add(self, raw: Any) -> None:
+        item = parse_item(raw, self.clock)
+        if isinstance(item, ServiceItem):
+            await self.service(item)
+        elif isinstance(item, MessageItem):
+            await self.message(item)
+        else:
+            self.summary.skipped[item.reason] += 1
+
+    async def finish(self) -> ImportSummary:
+        s = self.summary
+        s.baseline = len(self.baseline)
+        first = self.scan.first
+        if first is not None and (
+            self.tracking_ts is None or int(first.timestamp()) < self.tracking_ts
+        ):
+            await self.w.set_tracking(self.chat_id, first, s.baseline)
+            s.baseline_applied = True
+            s.tracking_start = first
+        elif self.tracking_ts is not None:
+            s.tracking_start = datetime.fromtimestamp(self.tracking_ts, UTC)
+        await self.w.bump(self.chat_id)
+        return s
 
 
 async def import_export(
     repo: Repo,
     config: Config,
-    path: Path,
+    path: Path | str,
     chat_id: int | None = None,
     export_tz: str | None = None,
     hosts: Sequence[int] = (),
     bots: Sequence[int] = (),
 ) -> list[ImportSummary]:
-    """Import every group chat of the file (or the one whose Bot API id is `chat_id`)."""
-    clock = _Clock(export_tz)
-    reader = _Reader(path)
-    chats = reader.chats()
-    full = len(chats) > 1 or _is_full_account(path)
-    groups = [c for c in chats if c.type in GROUP_TYPES]
-    if not groups:
-        kinds = ", ".join(sorted({c.type for c in chats}))
-        raise ExportError(f"{path}: a {kinds} export, not a group: only groups can be imported")
-    if chat_id is not None and len(groups) > 1:
-        groups = [c for c in groups if bot_api_chat_id(c) == chat_id] or groups[:1]
-    summaries = []
-    async with repo.engine.begin() as conn:  # one transaction: all or nothing
-        writer = BulkWriter(repo, conn)
-        for chat in groups:
-            target = chat_id if chat_id is not None else bot_api_chat_id(chat)
-            summaries.append(
-                await _import_chat(
-                    reader,
-                    writer,
-                    config,
-                    chat,
-                    target,
-                    full,
-                    clock,
-                    set(hosts),
-                    frozenset(bots),
-                    path,
-                )
-            )
+    """Import a Telegram Desktop export: its group, or every group of a full-account export
+    (only `chat_id`'s when given; for a single-chat export `chat_id` overrides its id).
+
+    All or nothing: raises ExportError, with the database unchanged, for a file that
+    cannot be imported.
+    """
+    clock = Clock(export_tz)
+    file = ExportFile(Path(path))
+    scans = _scan(file, clock)
+    selected = _select(file, scans, chat_id)
+    targets = {scan.chat.index: (scan, target) for scan, target in selected}
+    summaries: list[ImportSummary] = []
+    async with BulkWriter.transaction(repo.engine) as writer:
+        current: _ChatImport | None = None
+        for chat, raw in file.items("importing"):
+            if raw is not None:
+                if current is not None and current.chat.index == chat.index:
+                    await current.add(raw)
+                continue
+            if current is not None:
+                summaries.append(await current.finish())
+                current = None
+            if chat.index in targets:
+                scan, target = targets[chat.index]
+                target = await writer.resolve_chat_id(target)
+                settings = config.for_chat(target)
+                current = _ChatImport(writer, scan, target, settings, clock, hosts, bots)
+                await current.start()
+        if current is not None:
+            summaries.append(await current.finish())
     return summaries
-
-
-def _is_full_account(path: Path) -> bool:
-    with path.open("rb") as fh:
-        for prefix, event, value in ijson.parse(fh):
-            if prefix == "" and event == "map_key":
-                return bool(value == "chats")
-    return False
-
-
-async def _import_chat(
-    reader: _Reader,
-    writer: BulkWriter,
-    config: Config,
-    chat: ExportChat,
-    chat_id: int,
-    full: bool,
-    clock: _Clock,
-    hosts: set[int],
-    bots: frozenset[int],
-    path: Path,
-) -> ImportSummary:
-    settings = config.for_chat(chat_id)
-    names = _names(reader, chat, full)
-    start, old_baseline = await writer.chat(chat_id, chat.name, GROUP_TYPES[chat.type])
-    state = _State(
-        chat_id,
-        chat.id,
-        hosts | set(settings.hosts),
-        bots,
-        settings.question_markers,
-        settings.discussion_window_s,
-        await writer.existing_membership(chat_id),
-    )
-    summary = ImportSummary(chat_id, chat.name)
-    for bot_id in bots:
-        await writer.user(bot_id, None, True)
-    progress = _Progress(path, "importing")
-    for count, item in enumerate(reader.messages(chat, full), start=1):
-        ts = clock(item)
-        if summary.first is None:  # hosts given on the command line: hosts from the start
-            for host in sorted(state.hosts):
-                await writer.host(HostChange(chat_id, host, ts, True, 0, "import"))
-        summary.first = summary.first or ts
-        summary.last = ts
-        if item.get("type") == "service":
-            await _service(item, ts, state, writer, names, summary)
-        elif item.get("type") == "message":
-            await _message(item, ts, state, writer, summary)
-        else:
-            summary.skipped[f"items of type {item.get('type')!r}"] += 1
-        if count % 2000 == 0:
-            progress.update(reader.position)
-    progress.done()
-    await writer.flush()
-    await writer.bump(chat_id)
-    summary.baseline = len(state.baseline)
-    if summary.first is not None and (start is None or to_ts(summary.first) < start):
-        await writer.set_tracking(chat_id, summary.first, summary.baseline)
-    elif start is not None:
-        summary.baseline = old_baseline
-    return summary
-
-
-def _matched(
-    names: dict[str, int | None], members: Sequence[str], summary: ImportSummary
-) -> list[int | str]:
-    out: list[int | str] = []
-    for name in members:
-        uid = names.get(name)
-        if uid is None:
-            summary.unmatched_names += 1
-            out.append(name)
-        else:
-            out.append(uid)
-    return out
-
-
-async def _service(
-    item: dict[str, Any],
-    ts: datetime,
-    state: _State,
-    writer: BulkWriter,
-    names: dict[str, int | None],
-    summary: ImportSummary,
-) -> None:
-    action = item.get("action")
-    actor = _peer_id(item.get("actor_id"))
-    actor_id = actor[1] if actor and actor[0] == "user" else None
-    seq = int(item.get("id", 0))
-    if action == "create_group":
-        if actor_id is not None:
-            state.hosts.add(actor_id)
-            await writer.host(HostChange(state.chat_id, actor_id, ts, True, seq, "import"))
-        for who in _matched(names, item.get("members") or [], summary):
-            if who not in state.hosts and who not in state.bots:
-                state.baseline.add(who)  # SPEC 9: create_group members form the baseline
-                if isinstance(who, int):
-                    state.first_seen.setdefault(who, "baseline")
-    elif action in JOIN_ACTIONS:
-        people = (
-            [actor_id]
-            if action != "invite_members" and actor_id is not None
-            else _matched(names, item.get("members") or [], summary)
-        )
-        for who in people:
-            if isinstance(who, int):
-                await _membership(
-                    state,
-                    writer,
-                    summary,
-                    who,
-                    MemberKind.JOIN,
-                    ts,
-                    seq,
-                    item.get("actor") if who == actor_id else None,
-                )
-    elif action == "remove_members":
-        for who in _matched(names, item.get("members") or [], summary):
-            if isinstance(who, int):
-                await _membership(state, writer, summary, who, MemberKind.LEAVE, ts, seq, None)
-    elif action in ("migrate_to_supergroup", "migrate_from_group"):
-        pass  # pre-migration ids are already negative in exports: nothing to move
-    else:
-        summary.skipped[f"service action {action}"] += 1
-
-
-async def _membership(
-    state: _State,
-    writer: BulkWriter,
-    summary: ImportSummary,
-    user: int,
-    kind: MemberKind,
-    ts: datetime,
-    seq: int,
-    name: object,
-) -> None:
-    if user in state.hosts or user in state.bots:
-        return
-    stamp = to_ts(ts)
-    # the file is in time order: imported events over 60 s old can match nothing any more
-    while state.window and state.window[0][0] < stamp - DEDUP_WINDOW_S:
-        state.window.popleft()
-    near = [(k, t) for k, t in state.existing.get(user, ()) if abs(t - stamp) <= DEDUP_WINDOW_S]
-    near += [(k, t) for t, u, k in state.window if u == user]
-    if is_duplicate(kind, stamp, near):
-        summary.skipped["joins/leaves already stored"] += 1
-        return
-    state.window.append((stamp, user, str(kind)))
-    if user not in state.first_seen:
-        # first seen leaving (or posting) without a join: a member from before (SPEC 2, 9)
-        state.first_seen[user] = str(kind)
-        if kind == MemberKind.LEAVE:
-            state.baseline.add(user)
-    await _user(state, writer, user, name if isinstance(name, str) else None)
-    await writer.membership(MembershipEvent(state.chat_id, user, kind, ts, seq, "import"))
-    if kind == MemberKind.JOIN:
-        summary.joins += 1
-    else:
-        summary.leaves += 1
-
-
-async def _user(state: _State, writer: BulkWriter, user: int, name: str | None) -> None:
-    if user not in state.users:
-        state.users.add(user)
-        await writer.user(user, name, user in state.bots)
-
-
-async def _message(
-    item: dict[str, Any], ts: datetime, state: _State, writer: BulkWriter, summary: ImportSummary
-) -> None:
-    peer = _peer_id(item.get("from_id"))
-    if peer is None:
-        summary.skipped["messages without a sender (deleted accounts)"] += 1
-        return
-    kind, pid = peer
-    if kind == "user":
-        sender = Sender(pid, user_is_bot=pid in state.bots)
-    else:
-        # the group itself (anonymous admin); any other channel: the linked channel
-        sender_chat = -pid if kind == "chat" else int(f"-100{pid}")
-        own = pid == state.export_id
-        sender = Sender(
-            None,
-            sender_chat_id=state.chat_id if own else sender_chat,
-            sender_chat_type="supergroup" if own else "channel",
-            is_automatic_forward=not own,
-        )
-    role = sender_role(sender, state.chat_id, None, frozenset(state.hosts))
-    user_id = pid if kind == "user" else None
-    if user_id is not None:
-        state.first_seen.setdefault(user_id, "post")
-        if state.first_seen[user_id] == "post" and role == Role.MEMBER:
-            state.baseline.add(user_id)  # posting without a recorded join
-        await _user(state, writer, user_id, item.get("from"))
-    mid = int(item["id"])
-    post = Post(
-        state.chat_id,
-        mid,
-        ts,
-        role,
-        user_id,
-        sender.sender_chat_id,
-        is_question=role == Role.MEMBER and is_question(_text(item.get("text")), state.markers),
-    )
-    reply = await _reply_target(item, state, writer)
-    summary.messages += 1
-    if reply is not None:
-        summary.replies += 1
-        marks = reply_marks(post, reply)
-    else:
-        cutoff = ts - timedelta(seconds=state.window_s)
-        while state.recent and state.recent[0].ts_utc < cutoff:
-            state.recent.popleft()
-        marks = answer_marks(post, state.recent, state.window_s)
-    await writer.post(post, reply, marks)
-    state.messages[mid] = (to_ts(ts), role, user_id)
-    if len(state.messages) > RECENT_MESSAGES:  # bounded memory: forget the oldest
-        del state.messages[next(iter(state.messages))]
-    if role == Role.HOST or (role == Role.MEMBER and post.is_question):
-        state.recent.append(post)
-
-
-async def _reply_target(
-    item: dict[str, Any], state: _State, writer: BulkWriter
-) -> ReplyTarget | None:
-    target_id = item.get("reply_to_message_id")
-    if target_id is None:
-        return None
-    target_id = int(target_id)
-    known = state.messages.get(target_id)
-    if known is not None:
-        return ReplyTarget(target_id, datetime.fromtimestamp(known[0], UTC), known[1], known[2])
-    stored = await writer.stored_message(state.chat_id, target_id)
-    # unknown (deleted, or before the export): still a reply, so it answers no question
-    return stored or ReplyTarget(target_id, datetime.fromtimestamp(0, UTC), Role.OTHER, None)

@@ -6,6 +6,11 @@ database and moves past an update only once its handlers have finished; after `k
 Telegram delivers the unconfirmed updates again, and idempotent storage stores them once.
 When the database is unavailable the same update is retried with back-off, and nothing
 new is fetched until it is stored.
+
+Updates that only record (posts, joins, leaves in groups) are handled in batches: all the
+updates of a fetch, or all webhook requests waiting at that moment, in one transaction.
+Commands, button presses and the bot's own membership changes talk to Telegram, so each
+of them runs alone, after the batch before it is committed.
 """
 
 from __future__ import annotations
@@ -45,12 +50,122 @@ async def handled(application: Application[Any, Any, Any, Any, Any, Any], update
     return update.update_id not in failed
 
 
+def only_records(update: Update) -> bool:
+    """An update whose handlers only write rows: safe to batch (and to redo after a
+    rolled-back batch), as it neither answers in chat nor calls Telegram, bar the first
+    sight of a group (start_tracking), which is idempotent."""
+    if update.chat_member is not None:
+        return True
+    msg = update.message
+    if msg is None or msg.chat.type not in ("group", "supergroup"):
+        return False
+    entities = (*(msg.entities or ()), *(msg.caption_entities or ()))
+    return not any(e.type == "bot_command" for e in entities)
+
+
+async def store(
+    application: Application[Any, Any, Any, Any, Any, Any], updates: list[Update]
+) -> int:
+    """Handle updates in order; returns how many, from the first, are stored (it stops at
+    the first one a database failure left unstored)."""
+    done = 0
+    while done < len(updates):
+        run = 0
+        while done + run < len(updates) and only_records(updates[done + run]):
+            run += 1
+        if run > 1 and await _in_one_transaction(application, updates[done : done + run]):
+            done += run
+            continue
+        # alone: a command, a run of one, or the updates of a batch that failed
+        for update in updates[done : done + max(run, 1)]:
+            if not await handled(application, update):
+                return done
+            done += 1
+    return done
+
+
+MAX_BATCH = 500  # updates per transaction at most
+
+
+class GroupCommit:
+    """Updates of webhook requests that arrive together are stored in one batch; each
+    request learns whether its own update was stored. Nothing waits for company: a batch
+    is whatever arrived while the previous one was being written."""
+
+    def __init__(self, application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        self.application = application
+        self.waiting: list[tuple[Update, asyncio.Future[bool]]] = []
+        self.worker: asyncio.Task[None] | None = None
+        self.down = False
+
+    async def submit(self, update: Update) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.waiting.append((update, future))
+        if self.worker is None or self.worker.done():
+            self.worker = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self.waiting:
+            items, self.waiting = self.waiting[:MAX_BATCH], self.waiting[MAX_BATCH:]
+            try:
+                done = await store(self.application, [u for u, _ in items])
+            except Exception:  # never leave a request hanging
+                log.exception("storing a batch of %d webhook updates failed", len(items))
+                done = 0
+            for i, (_, future) in enumerate(items):
+                if not future.done():
+                    future.set_result(i < done)
+            if done < len(items) and not self.down:
+                log.warning(
+                    "database unavailable: webhook updates refused (503), "
+                    "Telegram sends them again"
+                )
+                self.down = True
+            elif done == len(items) and self.down:
+                log.warning("database available again: webhook updates stored")
+                self.down = False
+
+
+class _BatchFailed(Exception):
+    pass
+
+
+async def _in_one_transaction(
+    application: Application[Any, Any, Any, Any, Any, Any], updates: list[Update]
+) -> bool:
+    repo: Repo = application.bot_data["repo"]
+    failed: set[int] = application.bot_data.setdefault("db_failed_updates", set())
+    try:
+        async with repo.batch():
+            for update in updates:
+                failed.discard(update.update_id)
+                await application.process_update(update)
+                if update.update_id in failed:
+                    raise _BatchFailed
+    except (_BatchFailed, *DB_ERRORS):
+        # rolled back: what memory says was written may not be; the updates go one by one
+        forget_cached(application)
+        return False
+    return True
+
+
+def forget_cached(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """Forget in-memory knowledge of stored rows (after a rollback)."""
+    application.bot_data.pop("tracked_chats", None)
+    application.bot_data.pop("host_cache", None)
+    application.bot_data.pop("linked", None)
+    repo: Repo = application.bot_data["repo"]
+    repo.forget_cached()
+
+
 async def poll_committed(
     application: Application[Any, Any, Any, Any, Any, Any], stop: asyncio.Event, poll_s: int = 10
 ) -> None:
     repo: Repo = application.bot_data["repo"]
     offset = await _retry(lambda: repo.get_state(OFFSET_KEY), stop)
     backoff = 0.5
+    down = False
     while not stop.is_set():
         try:
             updates = await application.bot.get_updates(
@@ -64,20 +179,28 @@ async def poll_committed(
             backoff = min(backoff * 2, MAX_BACKOFF_S)
             continue
         backoff = 0.5
-        for update in updates:
-            while not await handled(application, update):
-                log.warning(
-                    "database unavailable: update %s kept, retrying in %.1f s",
-                    update.update_id,
-                    backoff,
-                )
-                if await _sleep(stop, backoff):
-                    return
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
-            backoff = 0.5
-            offset = update.update_id + 1
-            if stop.is_set():
+        pending = list(updates)
+        while pending:
+            done = await store(application, pending)
+            if done:
+                offset = pending[done - 1].update_id + 1
+                pending = pending[done:]
+                backoff = 0.5
+            if not pending:
                 break
+            if not down:
+                log.warning(
+                    "database unavailable: update %s and later kept, retrying with back-off "
+                    "(nothing new is fetched until they are stored)",
+                    pending[0].update_id,
+                )
+                down = True
+            if await _sleep(stop, backoff):
+                return  # stopped: the unconfirmed updates come again at the next start
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+        if down:
+            log.warning("database available again: ingest resumed, nothing lost")
+            down = False
         if updates:
             # once per batch: what a crash replays from the batch is stored once anyway
             await _retry(lambda o=offset: repo.set_state(OFFSET_KEY, o), stop)

@@ -1,178 +1,349 @@
-"""Batched, all-or-nothing writes for history imports (the live path uses repo.py).
+"""Batched, all-or-nothing writes for history imports (the live path writes through repo.py).
 
-One transaction per import: a broken file leaves the database exactly as it was.
+A `BulkWriter` works on one connection inside one transaction: one import is one
+transaction, so a broken file leaves the database exactly as it was. It buffers rows and
+inserts them in batches with ON CONFLICT DO NOTHING, with the same column values repo.py
+writes for the same events, so imported and live rows are indistinguishable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Table, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bot.events import ActivityMark, HostChange, MembershipEvent, Post, ReplyTarget
+from bot.events import ActivityMark, HostChange, Level, MembershipEvent, Post, ReplyTarget, Role
 from storage.models import (
     ActivityRow,
     Chat,
     HostEventRow,
+    ManualHost,
     MembershipEventRow,
     MessageRow,
     User,
 )
-from storage.repo import Repo, to_ts
+from storage.repo import activity_row, message_row
 
-BATCH = 5000
+BATCH = 5000  # rows per INSERT
+IN_CHUNK = 1000  # ids per `IN (...)` list (well under SQLite's and asyncpg's parameter limits)
+
+
+def insert_for(dialect: str, model: Any) -> Any:
+    """INSERT for the dialect, so `.on_conflict_do_nothing()` works (as Repo._insert)."""
+    tbl: Table = model.__table__
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(tbl)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatState:
+    """What an import needs to know about a group's stored row."""
+
+    chat_id: int
+    tracking_start_ts: int | None
+    baseline_count: int
+    linked_chat_id: int | None
+    migrated_to_chat_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPost:
+    """A message row already in the database (e.g. recorded live)."""
+
+    message_id: int
+    ts: int
+    role: Role
+    sender_id: int | None
+    is_question: bool
+
+
+def _ts(dt: datetime) -> int:
+    return int(dt.timestamp())
 
 
 class BulkWriter:
-    """Collects rows and writes them in batches on one connection inside one transaction."""
+    """Buffers rows and writes them in batches on one connection, inside one transaction."""
 
-    def __init__(self, repo: Repo, conn: AsyncConnection) -> None:
-        self.repo, self.conn = repo, conn
-        self.pending: dict[Any, list[dict[str, Any]]] = {}
+    def __init__(self, conn: AsyncConnection, dialect: str, batch: int | None = None) -> None:
+        self.conn = conn
+        self.dialect = dialect
+        self.batch = batch or BATCH
+        self._users: dict[int, dict[str, Any]] = {}
+        self._bots: dict[int, dict[str, Any]] = {}
+        self._membership: list[dict[str, Any]] = []
+        self._hosts: list[dict[str, Any]] = []
+        self._messages: list[dict[str, Any]] = []
+        self._activity: list[dict[str, Any]] = []
+        # message ids whose is_response / is_discussion flag a later message set
+        self._flags: dict[tuple[int, str], set[int]] = {}
+
+    @classmethod
+    @asynccontextmanager
+    async def transaction(cls, engine: AsyncEngine) -> AsyncIterator[BulkWriter]:
+        """One transaction: committed after the block (all rows flushed), else rolled back."""
+        async with engine.begin() as conn:
+            writer = cls(conn, engine.dialect.name)
+            yield writer
+            await writer.flush()
+
+    def _insert(self, model: Any) -> Any:
+        return insert_for(self.dialect, model)
+
+    # ---- reading what is already stored --------------------------------------------
+
+    async def chat_state(self, chat_id: int) -> ChatState | None:
+        row = (
+            await self.conn.execute(
+                select(
+                    Chat.tracking_start_ts,
+                    Chat.baseline_count,
+                    Chat.linked_chat_id,
+                    Chat.migrated_to_chat_id,
+                ).where(Chat.chat_id == chat_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        return ChatState(chat_id, row[0], row[1] or 0, row[2], row[3])
+
+    async def resolve_chat_id(self, chat_id: int) -> int:
+        """Follow a group's migration to its supergroup (as Repo.resolve_chat_id)."""
+        seen = {chat_id}
+        while True:
+            state = await self.chat_state(chat_id)
+            if state is None or state.migrated_to_chat_id is None:
+                return chat_id
+            chat_id = state.migrated_to_chat_id
+            if chat_id in seen:
+                return chat_id
+            seen.add(chat_id)
 
     async def existing_membership(self, chat_id: int) -> dict[int, list[tuple[str, int]]]:
-        """(kind, ts) per user of what is already stored, for the 60 s dedup rule."""
+        """(kind, ts) per user of the joins and leaves already stored, for the 60 s rule."""
         rows = await self.conn.execute(
             select(MembershipEventRow.user_id, MembershipEventRow.kind, MembershipEventRow.ts)
             .where(MembershipEventRow.chat_id == chat_id)
-            .order_by(MembershipEventRow.ts)
+            .order_by(MembershipEventRow.ts, MembershipEventRow.seq, MembershipEventRow.id)
         )
         out: dict[int, list[tuple[str, int]]] = {}
         for user, kind, ts in rows:
             out.setdefault(user, []).append((kind, ts))
         return out
 
-    async def stored_message(self, chat_id: int, message_id: int) -> ReplyTarget | None:
-        from bot.events import Role
-        from storage.repo import from_ts
+    async def host_timeline(self, chat_id: int) -> dict[int, list[tuple[int, int, bool]]]:
+        """(ts, seq, is_host) per user, in order, of the stored host changes."""
+        rows = await self.conn.execute(
+            select(HostEventRow.user_id, HostEventRow.ts, HostEventRow.seq, HostEventRow.is_host)
+            .where(HostEventRow.chat_id == chat_id)
+            .order_by(HostEventRow.ts, HostEventRow.seq, HostEventRow.id)
+        )
+        out: dict[int, list[tuple[int, int, bool]]] = {}
+        for user, ts, seq, is_host in rows:
+            out.setdefault(user, []).append((ts, seq, bool(is_host)))
+        return out
 
-        row = (
+    async def manual_hosts(self, chat_id: int) -> set[int]:
+        rows = await self.conn.execute(
+            select(ManualHost.user_id).where(ManualHost.chat_id == chat_id)
+        )
+        return set(rows.scalars())
+
+    async def known_bots(self) -> set[int]:
+        rows = await self.conn.execute(select(User.user_id).where(User.is_bot))
+        return set(rows.scalars())
+
+    async def message_id_range(self, chat_id: int) -> tuple[int, int] | None:
+        """(lowest, highest) stored message id of the group, None if it has none."""
+        lo, hi = (
             await self.conn.execute(
-                select(MessageRow.ts, MessageRow.role, MessageRow.sender_id).where(
-                    MessageRow.chat_id == chat_id, MessageRow.message_id == message_id
+                select(func.min(MessageRow.message_id), func.max(MessageRow.message_id)).where(
+                    MessageRow.chat_id == chat_id
                 )
             )
-        ).first()
-        return (
-            None
-            if row is None
-            else ReplyTarget(message_id, from_ts(row.ts), Role(row.role), row.sender_id)
-        )
+        ).one()
+        return None if lo is None else (int(lo), int(hi))
 
-    async def chat(self, chat_id: int, title: str | None, type_: str) -> tuple[int | None, int]:
-        """Ensure the chat row; returns its (tracking start ts, baseline)."""
+    async def stored_posts(self, chat_id: int, lo: int, hi: int) -> dict[int, StoredPost]:
+        """Stored messages with lo <= message_id < hi (one primary-key range scan)."""
+        rows = await self.conn.execute(
+            select(
+                MessageRow.message_id,
+                MessageRow.ts,
+                MessageRow.role,
+                MessageRow.sender_id,
+                MessageRow.is_question,
+            ).where(
+                MessageRow.chat_id == chat_id,
+                MessageRow.message_id >= lo,
+                MessageRow.message_id < hi,
+            )
+        )
+        return {m: StoredPost(m, ts, Role(role), s, bool(q)) for m, ts, role, s, q in rows}
+
+    # ---- the group's row ------------------------------------------------------------
+
+    async def ensure_chat(self, chat_id: int, title: str | None, type_: str) -> None:
         await self.conn.execute(
-            self.repo._insert(Chat)
+            self._insert(Chat)
             .values(chat_id=chat_id, title=title, type=type_, baseline_count=0, bot_is_admin=False)
             .on_conflict_do_nothing(index_elements=["chat_id"])
         )
-        row = (
+        if title:  # a title the bot learned live wins over the export's
             await self.conn.execute(
-                select(Chat.tracking_start_ts, Chat.baseline_count).where(Chat.chat_id == chat_id)
+                update(Chat)
+                .where(Chat.chat_id == chat_id, Chat.title.is_(None))
+                .values(title=title)
             )
-        ).one()
-        return row.tracking_start_ts, row.baseline_count
 
     async def set_tracking(self, chat_id: int, start: datetime, baseline: int) -> None:
         await self.conn.execute(
             update(Chat)
             .where(Chat.chat_id == chat_id)
-            .values(tracking_start_ts=to_ts(start), baseline_count=baseline)
+            .values(tracking_start_ts=_ts(start), baseline_count=baseline)
         )
-
-    async def _add(self, model: Any, row: dict[str, Any]) -> None:
-        rows = self.pending.setdefault(model, [])
-        rows.append(row)
-        if len(rows) >= BATCH:
-            await self._flush(model)
-
-    async def _flush(self, model: Any) -> None:
-        rows = self.pending.pop(model, [])
-        if not rows:
-            return
-        stmt = self.repo._insert(model)
-        if model is User:
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["user_id"],
-                set_={"first_name": stmt.excluded.first_name, "is_bot": stmt.excluded.is_bot},
-            )
-        else:
-            stmt = stmt.on_conflict_do_nothing()
-        await self.conn.execute(stmt, rows)
 
     async def bump(self, chat_id: int) -> None:
-        await self.repo._bump(self.conn, chat_id)
-
-    async def flush(self) -> None:
-        # users and messages first: activity refers to messages by id
-        for model in (User, MembershipEventRow, HostEventRow, MessageRow, ActivityRow):
-            await self._flush(model)
-
-    async def user(self, user_id: int, name: str | None, is_bot: bool) -> None:
-        await self._add(
-            User, {"user_id": user_id, "is_bot": is_bot, "first_name": name, "username": None}
+        """A new data version for the group's people (as Repo._bump)."""
+        await self.conn.execute(
+            update(Chat).where(Chat.chat_id == chat_id).values(data_version=Chat.data_version + 1)
         )
 
+    # ---- buffered rows ---------------------------------------------------------------
+
+    async def user(self, user_id: int, first_name: str | None) -> None:
+        """A user row unless one is stored (what the bot learned live is kept)."""
+        if user_id not in self._users:
+            self._users[user_id] = {
+                "user_id": user_id,
+                "is_bot": False,
+                "first_name": first_name,
+                "username": None,
+            }
+            if len(self._users) >= self.batch:
+                await self._flush_users()
+
+    async def bots(self, user_ids: Iterable[int]) -> None:
+        """Users that are bots (`opsbot import --bot`): is_bot is set even when stored."""
+        for user_id in user_ids:
+            self._bots[user_id] = {
+                "user_id": user_id,
+                "is_bot": True,
+                "first_name": None,
+                "username": None,
+            }
+
     async def membership(self, ev: MembershipEvent) -> None:
-        await self._add(
-            MembershipEventRow,
+        self._membership.append(
             {
                 "chat_id": ev.chat_id,
                 "user_id": ev.user_id,
                 "kind": str(ev.kind),
-                "ts": to_ts(ev.ts_utc),
+                "ts": _ts(ev.ts_utc),
                 "seq": ev.seq,
                 "source": ev.source,
                 "invite_link": ev.invite_link,
                 "invite_link_name": None,
                 "via_join_request": False,
-            },
+            }
         )
+        if len(self._membership) >= self.batch:
+            await self._flush_membership()
 
     async def host(self, change: HostChange) -> None:
-        await self._add(
-            HostEventRow,
+        self._hosts.append(
             {
                 "chat_id": change.chat_id,
                 "user_id": change.user_id,
-                "ts": to_ts(change.ts_utc),
+                "ts": _ts(change.ts_utc),
                 "seq": change.seq,
                 "is_host": change.is_host,
                 "source": change.source,
-            },
+            }
         )
+        if len(self._hosts) >= self.batch:
+            await self._flush_hosts()
 
     async def post(
         self, post: Post, reply: ReplyTarget | None, marks: Sequence[ActivityMark]
     ) -> None:
-        levels = {(m.message_id, m.level) for m in marks}
-        await self._add(
-            MessageRow,
-            {
-                "chat_id": post.chat_id,
-                "message_id": post.message_id,
-                "ts": to_ts(post.ts_utc),
-                "role": str(post.role),
-                "sender_id": post.sender_id,
-                "sender_chat_id": post.sender_chat_id,
-                "reply_to_message_id": reply.message_id if reply else None,
-                "reply_to_sender_id": reply.sender_id if reply else None,
-                "is_question": post.is_question,
-                "is_response": any(lv == "response" for _, lv in levels),
-                "is_discussion": any(lv == "interaction" for _, lv in levels),
-            },
-        )
+        """A new message row and the activity it causes (as Repo.record_post)."""
+        flag = None
+        if marks:
+            flag = "is_response" if marks[0].level == Level.RESPONSE else "is_discussion"
+        self._messages.append(message_row(post, reply, flag))
         for m in marks:
-            await self._add(
-                ActivityRow,
-                {
-                    "chat_id": m.chat_id,
-                    "level": str(m.level),
-                    "message_id": m.message_id,
-                    "user_id": m.user_id,
-                    "ts": to_ts(m.ts_utc),
-                },
-            )
+            self._activity.append(activity_row(m))
+            if flag is not None and m.message_id != post.message_id:
+                self._flags.setdefault((m.chat_id, flag), set()).add(m.message_id)
+        if len(self._messages) >= self.batch:
+            await self._flush_messages()
+        if len(self._activity) >= self.batch:
+            await self._flush_activity()
+
+    # ---- writing ---------------------------------------------------------------------
+
+    async def _execute(self, stmt: Any, rows: list[dict[str, Any]]) -> None:
+        for i in range(0, len(rows), self.batch):
+            await self.conn.execute(stmt, rows[i : i + self.batch])
+
+    async def _flush_users(self) -> None:
+        if self._users:
+            rows = list(self._users.values())
+            self._users.clear()
+            await self._execute(self._insert(User).on_conflict_do_nothing(), rows)
+
+    async def _flush_bots(self) -> None:
+        if self._bots:
+            rows = list(self._bots.values())
+            self._bots.clear()
+            stmt = self._insert(User)
+            stmt = stmt.on_conflict_do_update(index_elements=["user_id"], set_={"is_bot": True})
+            await self._execute(stmt, rows)
+
+    async def _flush_membership(self) -> None:
+        if self._membership:
+            rows, self._membership = self._membership, []
+            await self._execute(self._insert(MembershipEventRow).on_conflict_do_nothing(), rows)
+
+    async def _flush_hosts(self) -> None:
+        if self._hosts:
+            rows, self._hosts = self._hosts, []
+            await self._execute(self._insert(HostEventRow).on_conflict_do_nothing(), rows)
+
+    async def _flush_messages(self) -> None:
+        if self._messages:
+            rows, self._messages = self._messages, []
+            await self._execute(self._insert(MessageRow).on_conflict_do_nothing(), rows)
+        # the rows the flags are on are all stored now: they are older than their replies
+        flags, self._flags = self._flags, {}
+        for (chat_id, flag), ids in flags.items():
+            ordered = sorted(ids)
+            for i in range(0, len(ordered), IN_CHUNK):
+                await self.conn.execute(
+                    update(MessageRow)
+                    .where(
+                        MessageRow.chat_id == chat_id,
+                        MessageRow.message_id.in_(ordered[i : i + IN_CHUNK]),
+                    )
+                    .values({flag: True})
+                )
+
+    async def _flush_activity(self) -> None:
+        if self._activity:
+            rows, self._activity = self._activity, []
+            await self._execute(self._insert(ActivityRow).on_conflict_do_nothing(), rows)
+
+    async def flush(self) -> None:
+        """Write every buffered row (the transaction stays open)."""
+        await self._flush_users()
+        await self._flush_bots()
+        await self._flush_membership()
+        await self._flush_hosts()
+        await self._flush_messages()
+        await self._flush_activity()

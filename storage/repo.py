@@ -6,9 +6,12 @@ so the same update delivered twice changes nothing.
 
 from __future__ import annotations
 
+from bisect import insort
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,6 +48,7 @@ from storage.models import (
 )
 
 DEDUP_WINDOW_S = 60  # SPEC 2: the same join/leave seen from two sources within 60 s
+KNOWN_USERS_MAX = 100_000  # per-process cache of user rows already written (memory bound)
 
 
 def to_ts(dt: datetime) -> int:
@@ -86,12 +90,28 @@ class HistoryRows:
     first_post_utc: dict[int, datetime]
 
 
+UserTuple = tuple[int, bool, str | None, str | None]  # user_id, is_bot, first_name, username
+
+
+@dataclass
+class _Batch:
+    """The writes of one batch of updates: one connection, one transaction (Repo.batch)."""
+
+    conn: AsyncConnection
+    posts: list[tuple[Post, ReplyTarget | None, int]] = field(default_factory=list)
+    users: dict[int, UserTuple] = field(default_factory=dict)
+
+
 class Repo:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
         # what readers derived from a group's rows, keyed by its data_version (see Chat)
         self.memo: OrderedDict[Any, Any] = OrderedDict()
+        # the batch the current task writes into, if any (per Repo: tests open several)
+        self._batch: ContextVar[_Batch | None] = ContextVar(f"batch-{id(self)}", default=None)
+        # user rows this process has written, as written: the same again is not rewritten
+        self._known_users: dict[int, UserTuple] = {}
 
     @classmethod
     async def open(cls, url: str, *, upgrade: bool = True) -> Repo:
@@ -107,10 +127,68 @@ class Repo:
         tbl: Table = table.__table__
         return (pg_insert if self.dialect == "postgresql" else sqlite_insert)(tbl)
 
+    # ---- transactions and batches ----------------------------------------------------
+
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        """Every write inside (in this task) goes into one transaction, committed at the end:
+        all or nothing. Posts and user rows are buffered and written with executemany at the
+        end, or before any other statement, so statements still run in their order."""
+        if self._batch.get() is not None:
+            yield
+            return
+        try:
+            async with self.engine.begin() as conn:
+                batch = _Batch(conn)
+                token = self._batch.set(batch)
+                try:
+                    yield
+                    await self._flush(batch)
+                finally:
+                    self._batch.reset(token)
+        except BaseException:
+            self.forget_cached()
+            raise
+
+    def forget_cached(self) -> None:
+        """Drop what this process remembers of written rows (after a rolled-back batch)."""
+        self._known_users.clear()
+        self.memo.clear()
+
+    @asynccontextmanager
+    async def _begin(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction of its own, or the current batch's (pending rows written first)."""
+        batch = self._batch.get()
+        if batch is None:
+            async with self.engine.begin() as conn:
+                yield conn
+        else:
+            await self._flush(batch)
+            yield batch.conn
+
+    @asynccontextmanager
+    async def _connect(self) -> AsyncIterator[AsyncConnection]:
+        """A connection to read with; inside a batch its own, which sees the batch's rows."""
+        batch = self._batch.get()
+        if batch is None:
+            async with self.engine.connect() as conn:
+                yield conn
+        else:
+            await self._flush(batch)
+            yield batch.conn
+
+    async def _flush(self, batch: _Batch) -> None:
+        users, batch.users = batch.users, {}
+        posts, batch.posts = batch.posts, []
+        if users:
+            await self._write_users(batch.conn, list(users.values()))
+        if posts:
+            await self._write_posts(batch.conn, posts)
+
     # ---- chats and users -------------------------------------------------------------
 
     async def ensure_chat(self, chat_id: int, title: str | None, type_: str) -> None:
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             await conn.execute(
                 self._insert(Chat)
                 .values(
@@ -126,7 +204,7 @@ class Repo:
                 )
 
     async def chat(self, chat_id: int) -> ChatInfo | None:
-        async with self.engine.connect() as conn:
+        async with self._connect() as conn:
             row = (await conn.execute(select(Chat).where(Chat.chat_id == chat_id))).first()
         if row is None:
             return None
@@ -153,16 +231,16 @@ class Repo:
         stmt = select(Chat.chat_id).where(Chat.migrated_to_chat_id.is_(None))
         if active_only:
             stmt = stmt.where(Chat.bot_status.in_(("member", "administrator")))
-        async with self.engine.connect() as conn:
+        async with self._connect() as conn:
             return list((await conn.execute(stmt.order_by(Chat.chat_id))).scalars())
 
     async def update_chat(self, chat_id: int, **values: Any) -> None:
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             await conn.execute(update(Chat).where(Chat.chat_id == chat_id).values(**values))
 
     async def start_tracking(self, chat_id: int, ts_utc: datetime, baseline_count: int) -> bool:
         """Anchor the baseline once (SPEC 9); later calls change nothing."""
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             result = await conn.execute(
                 update(Chat)
                 .where(Chat.chat_id == chat_id, Chat.tracking_start_ts.is_(None))
@@ -177,32 +255,48 @@ class Repo:
             return bool(result.rowcount)
 
     async def record_member_count(self, chat_id: int, ts_utc: datetime, count: int) -> None:
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             await conn.execute(
                 self._insert(MemberCount).values(chat_id=chat_id, ts=to_ts(ts_utc), count=count)
             )
 
-    async def record_users(
-        self, users: Iterable[tuple[int, bool, str | None, str | None]]
-    ) -> None:
-        """(user_id, is_bot, first_name, username); names kept for host lists and imports."""
-        rows = [
-            {"user_id": u, "is_bot": b, "first_name": f, "username": n} for u, b, f, n in users
-        ]
-        if not rows:
+    async def record_users(self, users: Iterable[UserTuple]) -> None:
+        """(user_id, is_bot, first_name, username); names kept for host lists and imports.
+        A user row this process already wrote, unchanged, is not written again."""
+        fresh = {u[0]: u for u in users if self._known_users.get(u[0]) != u}
+        if not fresh:
             return
+        batch = self._batch.get()
+        if batch is not None:
+            batch.users.update(fresh)
+            return
+        try:
+            async with self._begin() as conn:
+                await self._write_users(conn, list(fresh.values()))
+        except BaseException:
+            for user_id in fresh:
+                self._known_users.pop(user_id, None)
+            raise
+
+    async def _write_users(self, conn: AsyncConnection, users: list[UserTuple]) -> None:
         stmt = self._insert(User)
         stmt = stmt.on_conflict_do_update(
             index_elements=["user_id"],
             set_={"first_name": stmt.excluded.first_name, "username": stmt.excluded.username},
         )
-        async with self.engine.begin() as conn:
-            await conn.execute(stmt, rows)
+        await conn.execute(
+            stmt,
+            [{"user_id": u, "is_bot": b, "first_name": f, "username": n} for u, b, f, n in users],
+        )
+        if len(self._known_users) + len(users) > KNOWN_USERS_MAX:
+            self._known_users.clear()
+        # remembered before the commit: a failed commit clears the cache (batch, forget_cached)
+        self._known_users.update((u[0], u) for u in users)
 
     async def user_names(self, user_ids: Iterable[int]) -> dict[int, str]:
         """First name (or @username) of known users, for host lists."""
         ids = list(user_ids)
-        async with self.engine.connect() as conn:
+        async with self._connect() as conn:
             rows = await conn.execute(
                 select(User.user_id, User.first_name, User.username).where(User.user_id.in_(ids))
             )
@@ -213,7 +307,7 @@ class Repo:
     async def record_membership(self, ev: MembershipEvent) -> bool:
         """Store a join/leave unless the same one was seen from another source (SPEC 2)."""
         ts = to_ts(ev.ts_utc)
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             near = (
                 await conn.execute(
                     select(MembershipEventRow.kind, MembershipEventRow.ts).where(
@@ -264,12 +358,12 @@ class Repo:
 
     async def admin_hosts(self, chat_id: int) -> set[int]:
         """Users who are admins/creator now, as last seen from Telegram."""
-        async with self.engine.connect() as conn:
+        async with self._connect() as conn:
             return await self._hosts_now(conn, chat_id)
 
     async def set_host(self, change: HostChange) -> bool:
         """Record a change of admin status; nothing when the status is already that."""
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             current = await self._hosts_now(conn, change.chat_id)
             if (change.user_id in current) == change.is_host:
                 return False
@@ -278,7 +372,7 @@ class Repo:
 
     async def sync_admins(self, chat_id: int, admin_ids: set[int], ts_utc: datetime) -> None:
         """Make the stored admin set equal Telegram's getChatAdministrators answer."""
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             current = await self._hosts_now(conn, chat_id)
             changes = [
                 HostChange(chat_id, u, ts_utc, True, source="admins")
@@ -311,7 +405,7 @@ class Repo:
         )
 
     async def manual_hosts(self, chat_id: int) -> set[int]:
-        async with self.engine.connect() as conn:
+        async with self._connect() as conn:
             rows = await conn.execute(
                 select(ManualHost.user_id).where(ManualHost.chat_id == chat_id)
             )
@@ -320,7 +414,7 @@ class Repo:
     async def set_manual_host(
         self, chat_id: int, user_id: int, on: bool, ts_utc: datetime
     ) -> None:
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             await self._bump(conn, chat_id)
             if on:
                 await conn.execute(
@@ -340,61 +434,137 @@ class Repo:
     async def record_post(
         self, post: Post, reply: ReplyTarget | None, discussion_window_s: int
     ) -> bool:
-        """Store a post and the activity it causes (SPEC 4); False if already stored."""
-        ts = to_ts(post.ts_utc)
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                self._insert(MessageRow)
-                .values(
-                    chat_id=post.chat_id,
-                    message_id=post.message_id,
-                    ts=ts,
-                    role=str(post.role),
-                    sender_id=post.sender_id,
-                    sender_chat_id=post.sender_chat_id,
-                    reply_to_message_id=reply.message_id if reply else None,
-                    reply_to_sender_id=reply.sender_id if reply else None,
-                    is_question=post.is_question,
-                    is_response=False,
-                    is_discussion=False,
-                )
-                .on_conflict_do_nothing()
-            )
-            if not result.rowcount:
-                return False
-            if post.role != Role.MEMBER or post.sender_id is None:
-                return True
-            if reply is not None:
-                marks = await self._reply_marks(conn, post, reply)
-            else:
-                marks = await self._answer_marks(conn, post, discussion_window_s)
-            await self._store_marks(conn, post, marks)
+        """Store a post and the activity it causes (SPEC 4); False if already stored.
+        Inside a batch the post is written with the batch's others (and True returned)."""
+        batch = self._batch.get()
+        if batch is not None:
+            batch.posts.append((post, reply, discussion_window_s))
             return True
+        async with self._begin() as conn:
+            return await self._write_posts(conn, [(post, reply, discussion_window_s)]) > 0
 
-    async def _reply_marks(
-        self, conn: AsyncConnection, post: Post, reply: ReplyTarget
-    ) -> list[ActivityMark]:
-        stored = (
-            await conn.execute(
-                select(MessageRow.role, MessageRow.sender_id, MessageRow.ts).where(
-                    MessageRow.chat_id == post.chat_id,
-                    MessageRow.message_id == reply.message_id,
-                )
-            )
-        ).first()
-        if stored is not None:  # the role at the time the target was sent wins
-            reply = ReplyTarget(
-                reply.message_id, from_ts(stored.ts), Role(stored.role), stored.sender_id
-            )
-        return reply_marks(post, reply)
+    async def _write_posts(
+        self, conn: AsyncConnection, posts: Sequence[tuple[Post, ReplyTarget | None, int]]
+    ) -> int:
+        """Store posts not stored yet, in order, with the activity each causes given the
+        posts before it; returns how many were new. A few reads per group, then executemany."""
+        by_chat: dict[int, list[tuple[Post, ReplyTarget | None, int]]] = {}
+        for item in posts:
+            by_chat.setdefault(item[0].chat_id, []).append(item)
+        new = 0
+        for chat_id, items in by_chat.items():
+            new += await self._write_chat_posts(conn, chat_id, items)
+        return new
 
-    async def _answer_marks(
-        self, conn: AsyncConnection, post: Post, window_s: int
-    ) -> list[ActivityMark]:
-        ts, mid = to_ts(post.ts_utc), post.message_id
-        before_post = or_(
-            MessageRow.ts < ts, and_(MessageRow.ts == ts, MessageRow.message_id < mid)
+    async def _write_chat_posts(
+        self,
+        conn: AsyncConnection,
+        chat_id: int,
+        items: list[tuple[Post, ReplyTarget | None, int]],
+    ) -> int:
+        stored = await self._stored_message_ids(conn, chat_id, [p.message_id for p, _, _ in items])
+        members = [
+            (p, r, w) for p, r, w in items if p.role == Role.MEMBER and p.sender_id is not None
+        ]
+        targets = await self._stored_targets(
+            conn, chat_id, {r.message_id for _, r, _ in members if r is not None}
         )
+        answering = [(p, w) for p, r, w in members if r is None]
+        recent = await self._answer_candidates(conn, chat_id, answering)
+        rows: dict[int, dict[str, Any]] = {}
+        activity: list[dict[str, Any]] = []
+        flags: dict[str, set[int]] = {"is_response": set(), "is_discussion": set()}
+        for post, reply, window_s in items:
+            mid, ts = post.message_id, to_ts(post.ts_utc)
+            if mid in stored or mid in rows:
+                continue  # a redelivered update changes nothing
+            rows[mid] = message_row(post, reply)
+            marks: list[ActivityMark] = []
+            if post.role == Role.MEMBER and post.sender_id is not None:
+                if reply is not None:
+                    # the role at the time the target was sent wins over the update's view
+                    row = rows.get(reply.message_id)
+                    target = targets.get(reply.message_id, reply)
+                    if row is not None:
+                        target = ReplyTarget(
+                            reply.message_id,
+                            from_ts(row["ts"]),
+                            Role(row["role"]),
+                            row["sender_id"],
+                        )
+                    marks = reply_marks(post, target)
+                else:
+                    lo = ts - window_s
+                    marks = answer_marks(
+                        post,
+                        (q for q in recent if to_ts(q.ts_utc) >= lo and _before(q, ts, mid)),
+                        window_s,
+                    )
+            if marks:
+                flag = "is_response" if marks[0].level == Level.RESPONSE else "is_discussion"
+                for m in marks:
+                    activity.append(activity_row(m))
+                    if m.message_id in rows:
+                        rows[m.message_id][flag] = True
+                    else:
+                        flags[flag].add(m.message_id)
+            if post.role == Role.HOST or (post.role == Role.MEMBER and post.is_question):
+                insort(recent, post, key=lambda q: (q.ts_utc, q.message_id))
+        if rows:
+            await conn.execute(
+                self._insert(MessageRow).on_conflict_do_nothing(), list(rows.values())
+            )
+        if activity:
+            await conn.execute(self._insert(ActivityRow).on_conflict_do_nothing(), activity)
+        for flag, ids in flags.items():
+            for chunk in _chunks(sorted(ids)):
+                await conn.execute(
+                    update(MessageRow)
+                    .where(MessageRow.chat_id == chat_id, MessageRow.message_id.in_(chunk))
+                    .values({flag: True})
+                )
+        return len(rows)
+
+    async def _stored_message_ids(
+        self, conn: AsyncConnection, chat_id: int, ids: Sequence[int]
+    ) -> set[int]:
+        found: set[int] = set()
+        for chunk in _chunks(sorted(set(ids))):
+            found.update(
+                (
+                    await conn.execute(
+                        select(MessageRow.message_id).where(
+                            MessageRow.chat_id == chat_id, MessageRow.message_id.in_(chunk)
+                        )
+                    )
+                ).scalars()
+            )
+        return found
+
+    async def _stored_targets(
+        self, conn: AsyncConnection, chat_id: int, ids: set[int]
+    ) -> dict[int, ReplyTarget]:
+        """Reply targets as stored: the role at the time they were sent."""
+        out: dict[int, ReplyTarget] = {}
+        for chunk in _chunks(sorted(ids)):
+            rows = await conn.execute(
+                select(
+                    MessageRow.message_id, MessageRow.ts, MessageRow.role, MessageRow.sender_id
+                ).where(MessageRow.chat_id == chat_id, MessageRow.message_id.in_(chunk))
+            )
+            for mid, ts, role, sender in rows:
+                out[mid] = ReplyTarget(mid, from_ts(ts), Role(role), sender)
+        return out
+
+    async def _answer_candidates(
+        self, conn: AsyncConnection, chat_id: int, answering: Sequence[tuple[Post, int]]
+    ) -> list[Post]:
+        """Stored host posts and member questions that posts without a reply may answer,
+        in (ts, message_id) order."""
+        if not answering:
+            return []
+        lo = min(to_ts(p.ts_utc) - w for p, w in answering)
+        hi = max(to_ts(p.ts_utc) for p, _ in answering)
         rows = await conn.execute(
             select(
                 MessageRow.message_id,
@@ -404,9 +574,9 @@ class Repo:
                 MessageRow.is_question,
             )
             .where(
-                MessageRow.chat_id == post.chat_id,
-                MessageRow.ts >= ts - window_s,
-                before_post,
+                MessageRow.chat_id == chat_id,
+                MessageRow.ts >= lo,
+                MessageRow.ts <= hi,
                 or_(
                     MessageRow.role == Role.HOST,
                     and_(MessageRow.is_question, MessageRow.role == Role.MEMBER),
@@ -414,44 +584,15 @@ class Repo:
             )
             .order_by(MessageRow.ts, MessageRow.message_id)
         )
-        recent = [
-            Post(post.chat_id, m, from_ts(t), Role(role), sender, is_question=q)
+        return [
+            Post(chat_id, m, from_ts(t), Role(role), sender, is_question=q)
             for m, t, sender, role, q in rows
         ]
-        return answer_marks(post, recent, window_s)
-
-    async def _store_marks(
-        self, conn: AsyncConnection, post: Post, marks: Sequence[ActivityMark]
-    ) -> None:
-        if not marks:
-            return
-        await conn.execute(
-            self._insert(ActivityRow).on_conflict_do_nothing(),
-            [
-                {
-                    "chat_id": m.chat_id,
-                    "level": str(m.level),
-                    "message_id": m.message_id,
-                    "user_id": m.user_id,
-                    "ts": to_ts(m.ts_utc),
-                }
-                for m in marks
-            ],
-        )
-        flag = "is_response" if marks[0].level == Level.RESPONSE else "is_discussion"
-        await conn.execute(
-            update(MessageRow)
-            .where(
-                MessageRow.chat_id == post.chat_id,
-                MessageRow.message_id.in_([m.message_id for m in marks]),
-            )
-            .values({flag: True})
-        )
 
     async def activity_marks(
         self, chat_id: int, start_utc: datetime, end_utc: datetime
     ) -> list[ActivityMark]:
-        async with self.engine.connect() as conn:
+        async with self._connect() as conn:
             rows = await conn.execute(
                 select(
                     ActivityRow.user_id, ActivityRow.level, ActivityRow.ts, ActivityRow.message_id
@@ -486,7 +627,7 @@ class Repo:
             .scalar_subquery()
             for i, level in keys
         ]
-        async with self.engine.connect() as conn:
+        async with self._connect() as conn:
             row = (await conn.execute(select(*counts))).one()
         return {key: n for key, n in zip(keys, row, strict=True) if n}
 
@@ -498,7 +639,7 @@ class Repo:
         Pre-migration message ids are negated, as Telegram Desktop exports them, because
         the supergroup numbers its messages afresh.
         """
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             old = (await conn.execute(select(Chat).where(Chat.chat_id == old_id))).first()
             if old is None or old.migrated_to_chat_id == new_id:
                 return False
@@ -561,7 +702,7 @@ class Repo:
 
     async def resolve_chat_id(self, chat_id: int) -> int:
         """Follow a group's migration to its supergroup, if any."""
-        async with self.engine.connect() as conn:
+        async with self._connect() as conn:
             target = (
                 await conn.execute(select(Chat.migrated_to_chat_id).where(Chat.chat_id == chat_id))
             ).scalar()
@@ -571,7 +712,7 @@ class Repo:
 
     async def chat_targets(self, chat_id: int) -> dict[str, tuple[float | None, str | None]]:
         """metric -> (value or None when switched off, range) as set with /settarget."""
-        async with self.engine.connect() as conn:
+        async with self._connect() as conn:
             rows = await conn.execute(
                 select(ChatTarget.metric, ChatTarget.value, ChatTarget.range).where(
                     ChatTarget.chat_id == chat_id
@@ -595,13 +736,13 @@ class Repo:
             index_elements=["chat_id", "metric"],
             set_={"value": value, "range": rng, "set_by": by, "ts": to_ts(ts_utc)},
         )
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             await conn.execute(stmt)
 
     # ---- reading history -------------------------------------------------------------
 
     async def history(self, chat_id: int) -> HistoryRows:
-        async with self.engine.connect() as conn:
+        async with self._connect() as conn:
             chat = (await conn.execute(select(Chat).where(Chat.chat_id == chat_id))).first()
             mem = await conn.execute(
                 select(
@@ -680,7 +821,7 @@ class Repo:
             .group_by(Chat.chat_id, Chat.title)
             .order_by(Chat.chat_id)
         )
-        async with self.engine.connect() as conn:
+        async with self._connect() as conn:
             rows = (await conn.execute(stmt)).all()
         return [
             (c, t, from_ts(a) if a is not None else None, from_ts(b) if b is not None else None, n)
@@ -706,7 +847,7 @@ class Repo:
             Claim.metric == metric,
             Claim.period == period,
         )
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             inserted = await conn.execute(
                 self._insert(Claim)
                 .values(
@@ -742,7 +883,7 @@ class Repo:
             Claim.period == period,
         )
         values = {"sent_ts": to_ts(now)} if sent else {"claimed_ts": 0}
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             await conn.execute(update(Claim).where(*key).values(**values))
 
     # ---- privacy ---------------------------------------------------------------------
@@ -750,7 +891,8 @@ class Repo:
     async def forget_user(self, user_id: int) -> int:
         """Remove one person's rows from every group (/forgetme); returns rows removed."""
         removed = 0
-        async with self.engine.begin() as conn:
+        self._known_users.pop(user_id, None)
+        async with self._begin() as conn:
             for stmt in (
                 delete(ActivityRow).where(ActivityRow.user_id == user_id),
                 delete(MessageRow).where(MessageRow.sender_id == user_id),
@@ -770,7 +912,7 @@ class Repo:
 
     async def purge_chat(self, chat_id: int) -> None:
         """Remove everything stored about a group (/purge)."""
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             for model in (
                 ActivityRow,
                 MessageRow,
@@ -787,7 +929,7 @@ class Repo:
     async def drop_old_messages(self, before_utc: datetime) -> int:
         """Per-message rows older than the retention period (joins and leaves are kept:
         head-counts are built from them)."""
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             await conn.execute(delete(ActivityRow).where(ActivityRow.ts < to_ts(before_utc)))
             result = await conn.execute(
                 delete(MessageRow).where(MessageRow.ts < to_ts(before_utc))
@@ -797,7 +939,7 @@ class Repo:
     # ---- update offset -------------------------------------------------------------
 
     async def get_state(self, key: str) -> int | None:
-        async with self.engine.connect() as conn:
+        async with self._connect() as conn:
             value: int | None = (
                 await conn.execute(select(BotState.value).where(BotState.key == key))
             ).scalar()
@@ -806,17 +948,56 @@ class Repo:
     async def set_state(self, key: str, value: int) -> None:
         stmt = self._insert(BotState).values(key=key, value=value)
         stmt = stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value})
-        async with self.engine.begin() as conn:
+        async with self._begin() as conn:
             await conn.execute(stmt)
 
     async def counts(self) -> dict[str, int]:
         """Row counts per table (for tests and `opsbot db status`)."""
         out: dict[str, int] = {}
-        async with self.engine.connect() as conn:
+        async with self._connect() as conn:
             for table in Base.metadata.sorted_tables:
                 n = (await conn.execute(select(func.count()).select_from(table))).scalar_one()
                 out[table.name] = n
         return out
+
+
+def message_row(post: Post, reply: ReplyTarget | None, flag: str | None = None) -> dict[str, Any]:
+    """The `messages` row of a post (flag: "is_response" or "is_discussion", if set)."""
+    return {
+        "chat_id": post.chat_id,
+        "message_id": post.message_id,
+        "ts": to_ts(post.ts_utc),
+        "role": str(post.role),
+        "sender_id": post.sender_id,
+        "sender_chat_id": post.sender_chat_id,
+        "reply_to_message_id": reply.message_id if reply else None,
+        "reply_to_sender_id": reply.sender_id if reply else None,
+        "is_question": post.is_question,
+        "is_response": flag == "is_response",
+        "is_discussion": flag == "is_discussion",
+    }
+
+
+def activity_row(mark: ActivityMark) -> dict[str, Any]:
+    return {
+        "chat_id": mark.chat_id,
+        "level": str(mark.level),
+        "message_id": mark.message_id,
+        "user_id": mark.user_id,
+        "ts": to_ts(mark.ts_utc),
+    }
+
+
+def _before(post: Post, ts: int, message_id: int) -> bool:
+    """`post` came before the message (ts, message_id) in the chat's order."""
+    own = to_ts(post.ts_utc)
+    return own < ts or (own == ts and post.message_id < message_id)
+
+
+def _chunks(ids: Sequence[int], size: int = 500) -> Iterable[Sequence[int]]:
+    """Id lists of a size any `IN (...)` takes on SQLite and PostgreSQL."""
+    for i in range(0, len(ids), size):
+        yield ids[i : i + size]
 
 
 def is_duplicate(kind: MemberKind, ts: int, near: Sequence[tuple[str, int]]) -> bool:

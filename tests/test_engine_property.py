@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
@@ -225,13 +226,28 @@ def naive_active(log: Log, day: date) -> tuple[set[int], set[int]]:
 # ---- the engine side ------------------------------------------------------------------
 
 
-async def feed(repo: Repo, log: Log, chat_id: int) -> None:
+async def feed(repo: Repo, log: Log, chat_id: int, batches: list[int] | None = None) -> None:
+    """Store the log's events one by one, or in batches of the given sizes (as ingest
+    batches a fetch of updates: one transaction, posts written together at the end)."""
     await repo.ensure_chat(chat_id, "g", "supergroup")
     await repo.record_users([(BOT, True, "bot", None)])
     await repo.sync_admins(chat_id, {1}, log.start)
     await repo.start_tracking(chat_id, log.start, len(log.baseline))
     posts = {p[0]: p for p in naive_posts(log)}
-    for mid, (ts, kind, u, _) in enumerate(log.events, start=1):
+    events = list(enumerate(log.events, start=1))
+    sizes = itertools.cycle(batches or [1])
+    while events:
+        size = next(sizes)
+        chunk, events = events[:size], events[size:]
+        if batches:
+            async with repo.batch():
+                await feed_events(repo, chunk, posts, chat_id)
+        else:
+            await feed_events(repo, chunk, posts, chat_id)
+
+
+async def feed_events(repo: Repo, events: Any, posts: Any, chat_id: int) -> None:
+    for mid, (ts, kind, u, _) in events:
         if kind in ("join", "leave"):
             await repo.record_membership(MembershipEvent(chat_id, u, MemberKind(kind), ts, mid))
         elif kind in ("promote", "demote") and u != BOT:
@@ -252,10 +268,14 @@ async def feed(repo: Repo, log: Log, chat_id: int) -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(log=logs())
-async def test_engine_equals_naive_reference(repo: Repo, log: Log) -> None:
+@given(log=logs(), batches=st.none() | st.lists(st.integers(1, 12), min_size=1, max_size=4))
+async def test_engine_equals_naive_reference(
+    repo: Repo, log: Log, batches: list[int] | None
+) -> None:
+    """Fed one by one or in random batches (Repo.batch), storage gives the reference's
+    numbers: batching changes nothing."""
     chat_id = next(_chat_ids)
-    await feed(repo, log, chat_id)
+    await feed(repo, log, chat_id, batches)
     zone = str(log.tz)
     config = Config(defaults=GroupSettings(timezone=zone, discussion_window_s=WINDOW_S))
     last_ts = log.events[-1][0] if log.events else log.start

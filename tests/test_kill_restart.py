@@ -64,6 +64,42 @@ async def stored(url: str) -> dict[str, list[tuple[Any, ...]]]:
         await repo.close()
 
 
+def day_updates(tmp_path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The synthetic day's export items, and the same history as Bot API updates."""
+    export = tmp_path / "result.json"
+    synthetic.write_export(SPEC, export)
+    items = json.loads(export.read_text())["messages"]
+    return items, as_updates(items)
+
+
+async def reference_rows(
+    tmp_path: Path, items: list[dict[str, Any]], updates: list[dict[str, Any]]
+) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows of one uninterrupted run of the stream."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'reference.db'}"
+    api = server_for_day(items)
+    try:
+        async with bot_running(make_config(api, url)):
+            api.push(*updates)
+            await settle(api, wait_s=60)
+    finally:
+        api.stop()
+    rows = await stored(url)
+    assert len(rows["messages"]) > 100
+    return rows
+
+
+def config_file(tmp_path: Path, api: FakeBotAPI, db_url: str) -> Path:
+    """The config an `opsbot run` process reads (token file mode 600, as advised)."""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[telegram]\ntoken = "{TOKEN}"\napi_base_url = "{api.base_url}"\n'
+        f'[storage]\nurl = "{db_url}"\n'
+    )
+    config.chmod(0o600)
+    return config
+
+
 def start_bot(config: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "run", "--config", str(config)],
@@ -76,31 +112,12 @@ def start_bot(config: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
 async def test_sigkill_at_random_points_loses_and_doubles_nothing(
     tmp_path: Path, db_url: str
 ) -> None:
-    export = tmp_path / "result.json"
-    synthetic.write_export(SPEC, export)
-    items = json.loads(export.read_text())["messages"]
-    updates = as_updates(items)
-
-    # the reference: one uninterrupted run
-    reference_url = f"sqlite+aiosqlite:///{tmp_path / 'reference.db'}"
-    api = server_for_day(items)
-    try:
-        async with bot_running(make_config(api, reference_url)):
-            api.push(*updates)
-            await settle(api, wait_s=60)
-    finally:
-        api.stop()
-    expected = await stored(reference_url)
-    assert len(expected["messages"]) > 100
+    items, updates = day_updates(tmp_path)
+    expected = await reference_rows(tmp_path, items, updates)
 
     api = server_for_day(items)
     api.max_batch, api.poll_delay = 3, 0.1  # a slow stream: the kills land in its middle
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f'[telegram]\ntoken = "{TOKEN}"\napi_base_url = "{api.base_url}"\n'
-        f'[storage]\nurl = "{db_url}"\n'
-    )
-    config.chmod(0o600)
+    config = config_file(tmp_path, api, db_url)
     log_path = tmp_path / "bot.log"
     rng = random.Random(7)
     try:

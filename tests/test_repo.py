@@ -179,3 +179,37 @@ async def test_clean_up_drops_old_messages_and_their_activity_only(repo: Repo) -
     assert await repo.drop_old_messages(at(60 * 24)) == 2
     counts = await repo.counts()
     assert (counts["messages"], counts["activity"], counts["membership_events"]) == (1, 0, 1)
+
+
+async def test_a_batch_is_all_or_nothing_and_forgets_what_it_wrote(repo: Repo) -> None:
+    await repo.ensure_chat(CHAT, "g", "supergroup")
+    try:
+        async with repo.batch():
+            await repo.record_users([(5, False, "Ann", None)])
+            await repo.record_membership(join(5, 0))
+            await repo.record_post(post(1, 100, 0, Role.HOST), None, 600)
+            await repo.record_post(post(2, 5, 1), ReplyTarget(1, at(0), Role.HOST, 100), 600)
+            raise RuntimeError("the commit never comes")
+    except RuntimeError:
+        pass
+    counts = await repo.counts()
+    assert counts["users"] == counts["messages"] == counts["activity"] == 0
+    assert counts["membership_events"] == 0
+    # the user cache was rolled back too: the same user is written again
+    await repo.record_users([(5, False, "Ann", None)])
+    assert (await repo.counts())["users"] == 1
+
+
+async def test_a_batch_sees_its_own_rows_and_stores_a_repeat_once(repo: Repo) -> None:
+    await repo.ensure_chat(CHAT, "g", "supergroup")
+    async with repo.batch():
+        await repo.record_post(post(1, 5, 0, question=True), None, 600)
+        await repo.record_post(post(2, 6, 1), None, 600)  # answers the question in the batch
+        await repo.record_post(post(2, 6, 1), None, 600)  # the same update, redelivered
+        await repo.record_post(post(3, 7, 2), ReplyTarget(2, at(1), Role.MEMBER, 6), 600)
+        # a statement other than a post first writes the posts before it (order is kept)
+        assert await repo.record_membership(join(8, 3))
+    assert await marks(repo, Level.INTERACTION) == {(5, 1), (6, 2), (7, 3)}
+    counts = await repo.counts()
+    assert counts["messages"] == 3
+    assert counts["activity"] == 3  # (6 via message 2) once, though two posts mark it
