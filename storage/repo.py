@@ -100,6 +100,7 @@ class _Batch:
     conn: AsyncConnection
     posts: list[tuple[Post, ReplyTarget | None, int]] = field(default_factory=list)
     users: dict[int, UserTuple] = field(default_factory=dict)
+    membership: list[MembershipEvent] = field(default_factory=list)
 
 
 class Repo:
@@ -132,8 +133,8 @@ class Repo:
     @asynccontextmanager
     async def batch(self) -> AsyncIterator[None]:
         """Every write inside (in this task) goes into one transaction, committed at the end:
-        all or nothing. Posts and user rows are buffered and written with executemany at the
-        end, or before any other statement, so statements still run in their order."""
+        all or nothing. Posts, joins/leaves and user rows are buffered and written with
+        executemany at the end, or before any other statement, so statements keep their order."""
         if self._batch.get() is not None:
             yield
             return
@@ -180,8 +181,11 @@ class Repo:
     async def _flush(self, batch: _Batch) -> None:
         users, batch.users = batch.users, {}
         posts, batch.posts = batch.posts, []
+        membership, batch.membership = batch.membership, []
         if users:
             await self._write_users(batch.conn, list(users.values()))
+        if membership:
+            await self._write_membership(batch.conn, membership)
         if posts:
             await self._write_posts(batch.conn, posts)
 
@@ -305,36 +309,71 @@ class Repo:
     # ---- membership ------------------------------------------------------------------
 
     async def record_membership(self, ev: MembershipEvent) -> bool:
-        """Store a join/leave unless the same one was seen from another source (SPEC 2)."""
-        ts = to_ts(ev.ts_utc)
+        """Store a join/leave unless the same one was seen from another source (SPEC 2).
+        Inside a batch the event is written with the batch's others (and True returned)."""
+        batch = self._batch.get()
+        if batch is not None:
+            batch.membership.append(ev)
+            return True
         async with self._begin() as conn:
-            near = (
-                await conn.execute(
-                    select(MembershipEventRow.kind, MembershipEventRow.ts).where(
-                        MembershipEventRow.chat_id == ev.chat_id,
-                        MembershipEventRow.user_id == ev.user_id,
-                        MembershipEventRow.ts.between(ts - DEDUP_WINDOW_S, ts + DEDUP_WINDOW_S),
+            return await self._write_membership(conn, [ev]) > 0
+
+    async def _write_membership(
+        self, conn: AsyncConnection, events: Sequence[MembershipEvent]
+    ) -> int:
+        """Store the events that are not duplicates of stored ones or of each other, in
+        order; returns how many were new. One read per group, then executemany."""
+        by_chat: dict[int, list[MembershipEvent]] = {}
+        for ev in events:
+            by_chat.setdefault(ev.chat_id, []).append(ev)
+        new = 0
+        for chat_id, evs in by_chat.items():
+            times = [to_ts(ev.ts_utc) for ev in evs]
+            near: dict[int, list[tuple[str, int]]] = {}
+            for chunk in _chunks(sorted({ev.user_id for ev in evs})):
+                rows = await conn.execute(
+                    select(
+                        MembershipEventRow.user_id, MembershipEventRow.kind, MembershipEventRow.ts
+                    ).where(
+                        MembershipEventRow.chat_id == chat_id,
+                        MembershipEventRow.user_id.in_(chunk),
+                        MembershipEventRow.ts.between(
+                            min(times) - DEDUP_WINDOW_S, max(times) + DEDUP_WINDOW_S
+                        ),
                     )
                 )
-            ).all()
-            if is_duplicate(ev.kind, ts, [(k, t) for k, t in near]):
-                return False
-            result = await conn.execute(
-                self._insert(MembershipEventRow)
-                .values(
-                    chat_id=ev.chat_id,
-                    user_id=ev.user_id,
-                    kind=str(ev.kind),
-                    ts=ts,
-                    seq=ev.seq,
-                    source=ev.source,
-                    invite_link=ev.invite_link,
+                for user_id, kind, ts in rows:
+                    near.setdefault(user_id, []).append((kind, ts))
+            rows_new = []
+            for ev, ts in zip(evs, times, strict=True):
+                seen = near.setdefault(ev.user_id, [])
+                around = [(k, t) for k, t in seen if abs(t - ts) <= DEDUP_WINDOW_S]
+                if is_duplicate(ev.kind, ts, around):
+                    continue
+                seen.append((str(ev.kind), ts))
+                rows_new.append(
+                    {
+                        "chat_id": chat_id,
+                        "user_id": ev.user_id,
+                        "kind": str(ev.kind),
+                        "ts": ts,
+                        "seq": ev.seq,
+                        "source": ev.source,
+                        "invite_link": ev.invite_link,
+                    }
                 )
-                .on_conflict_do_nothing()
-            )
-            if result.rowcount:
-                await self._bump(conn, ev.chat_id)
-            return bool(result.rowcount)
+            if not rows_new:
+                continue
+            stmt = self._insert(MembershipEventRow).on_conflict_do_nothing()
+            if len(rows_new) == 1:  # rowcount tells whether another process stored it first
+                stored = (await conn.execute(stmt.values(**rows_new[0]))).rowcount
+            else:
+                await conn.execute(stmt, rows_new)
+                stored = len(rows_new)
+            if stored:
+                await self._bump(conn, chat_id)
+            new += stored
+        return new
 
     async def _bump(self, conn: AsyncConnection, chat_id: int | None = None) -> None:
         """A new data version for one group's people (every group's, with None)."""
@@ -462,13 +501,17 @@ class Repo:
         chat_id: int,
         items: list[tuple[Post, ReplyTarget | None, int]],
     ) -> int:
-        stored = await self._stored_message_ids(conn, chat_id, [p.message_id for p, _, _ in items])
         members = [
             (p, r, w) for p, r, w in items if p.role == Role.MEMBER and p.sender_id is not None
         ]
+        # one read: which posts are stored already, and the stored reply targets
         targets = await self._stored_targets(
-            conn, chat_id, {r.message_id for _, r, _ in members if r is not None}
+            conn,
+            chat_id,
+            {p.message_id for p, _, _ in items}
+            | {r.message_id for _, r, _ in members if r is not None},
         )
+        stored = {p.message_id for p, _, _ in items} & targets.keys()
         answering = [(p, w) for p, r, w in members if r is None]
         recent = await self._answer_candidates(conn, chat_id, answering)
         rows: dict[int, dict[str, Any]] = {}
@@ -525,26 +568,10 @@ class Repo:
                 )
         return len(rows)
 
-    async def _stored_message_ids(
-        self, conn: AsyncConnection, chat_id: int, ids: Sequence[int]
-    ) -> set[int]:
-        found: set[int] = set()
-        for chunk in _chunks(sorted(set(ids))):
-            found.update(
-                (
-                    await conn.execute(
-                        select(MessageRow.message_id).where(
-                            MessageRow.chat_id == chat_id, MessageRow.message_id.in_(chunk)
-                        )
-                    )
-                ).scalars()
-            )
-        return found
-
     async def _stored_targets(
         self, conn: AsyncConnection, chat_id: int, ids: set[int]
     ) -> dict[int, ReplyTarget]:
-        """Reply targets as stored: the role at the time they were sent."""
+        """Stored messages as reply targets: the role at the time they were sent."""
         out: dict[int, ReplyTarget] = {}
         for chunk in _chunks(sorted(ids)):
             rows = await conn.execute(

@@ -207,9 +207,13 @@ async def test_a_batch_sees_its_own_rows_and_stores_a_repeat_once(repo: Repo) ->
         await repo.record_post(post(2, 6, 1), None, 600)  # answers the question in the batch
         await repo.record_post(post(2, 6, 1), None, 600)  # the same update, redelivered
         await repo.record_post(post(3, 7, 2), ReplyTarget(2, at(1), Role.MEMBER, 6), 600)
-        # a statement other than a post first writes the posts before it (order is kept)
-        assert await repo.record_membership(join(8, 3))
+        await repo.record_membership(join(8, 3, "chat_member"))
+        await repo.record_membership(join(8, 3.5, "service"))  # the same join, second source
+        # another statement first writes what is buffered (order is kept): 7 is a host
+        # from minute 4, after their reply
+        assert await repo.set_host(HostChange(CHAT, 7, at(4), True))
     assert await marks(repo, Level.INTERACTION) == {(5, 1), (6, 2), (7, 3)}
+    assert len((await repo.history(CHAT)).membership) == 1
     counts = await repo.counts()
     assert counts["messages"] == 3
     assert counts["activity"] == 3  # (6 via message 2) once, though two posts mark it
