@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, func, or_, select, update
+from sqlalchemy import Table, and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -322,58 +322,57 @@ class Repo:
         self, conn: AsyncConnection, events: Sequence[MembershipEvent]
     ) -> int:
         """Store the events that are not duplicates of stored ones or of each other, in
-        order; returns how many were new. One read per group, then executemany."""
-        by_chat: dict[int, list[MembershipEvent]] = {}
-        for ev in events:
-            by_chat.setdefault(ev.chat_id, []).append(ev)
-        new = 0
-        for chat_id, evs in by_chat.items():
-            times = [to_ts(ev.ts_utc) for ev in evs]
-            near: dict[int, list[tuple[str, int]]] = {}
-            for chunk in _chunks(sorted({ev.user_id for ev in evs})):
-                rows = await conn.execute(
-                    select(
-                        MembershipEventRow.user_id, MembershipEventRow.kind, MembershipEventRow.ts
-                    ).where(
-                        MembershipEventRow.chat_id == chat_id,
-                        MembershipEventRow.user_id.in_(chunk),
-                        MembershipEventRow.ts.between(
-                            min(times) - DEDUP_WINDOW_S, max(times) + DEDUP_WINDOW_S
-                        ),
-                    )
+        order; returns how many were new. One read for all groups, then executemany."""
+        times = [to_ts(ev.ts_utc) for ev in events]
+        near: dict[tuple[int, int], list[tuple[str, int]]] = {}
+        for chunk in _chunks(sorted({(ev.chat_id, ev.user_id) for ev in events})):
+            rows = await conn.execute(
+                select(
+                    MembershipEventRow.chat_id,
+                    MembershipEventRow.user_id,
+                    MembershipEventRow.kind,
+                    MembershipEventRow.ts,
+                ).where(
+                    tuple_(MembershipEventRow.chat_id, MembershipEventRow.user_id).in_(chunk),
+                    MembershipEventRow.ts.between(
+                        min(times) - DEDUP_WINDOW_S, max(times) + DEDUP_WINDOW_S
+                    ),
                 )
-                for user_id, kind, ts in rows:
-                    near.setdefault(user_id, []).append((kind, ts))
-            rows_new = []
-            for ev, ts in zip(evs, times, strict=True):
-                seen = near.setdefault(ev.user_id, [])
-                around = [(k, t) for k, t in seen if abs(t - ts) <= DEDUP_WINDOW_S]
-                if is_duplicate(ev.kind, ts, around):
-                    continue
-                seen.append((str(ev.kind), ts))
-                rows_new.append(
-                    {
-                        "chat_id": chat_id,
-                        "user_id": ev.user_id,
-                        "kind": str(ev.kind),
-                        "ts": ts,
-                        "seq": ev.seq,
-                        "source": ev.source,
-                        "invite_link": ev.invite_link,
-                    }
-                )
-            if not rows_new:
+            )
+            for chat_id, user_id, kind, ts in rows:
+                near.setdefault((chat_id, user_id), []).append((kind, ts))
+        new = []
+        for ev, ts in zip(events, times, strict=True):
+            seen = near.setdefault((ev.chat_id, ev.user_id), [])
+            around = [(k, t) for k, t in seen if abs(t - ts) <= DEDUP_WINDOW_S]
+            if is_duplicate(ev.kind, ts, around):
                 continue
-            stmt = self._insert(MembershipEventRow).on_conflict_do_nothing()
-            if len(rows_new) == 1:  # rowcount tells whether another process stored it first
-                stored = (await conn.execute(stmt.values(**rows_new[0]))).rowcount
-            else:
-                await conn.execute(stmt, rows_new)
-                stored = len(rows_new)
-            if stored:
-                await self._bump(conn, chat_id)
-            new += stored
-        return new
+            seen.append((str(ev.kind), ts))
+            new.append(
+                {
+                    "chat_id": ev.chat_id,
+                    "user_id": ev.user_id,
+                    "kind": str(ev.kind),
+                    "ts": ts,
+                    "seq": ev.seq,
+                    "source": ev.source,
+                    "invite_link": ev.invite_link,
+                }
+            )
+        if not new:
+            return 0
+        stmt = self._insert(MembershipEventRow).on_conflict_do_nothing()
+        if len(new) == 1:  # rowcount tells whether another process stored it first
+            if not (await conn.execute(stmt.values(**new[0]))).rowcount:
+                return 0
+        else:
+            await conn.execute(stmt, new)
+        await conn.execute(
+            update(Chat)
+            .where(Chat.chat_id.in_(sorted({row["chat_id"] for row in new})))
+            .values(data_version=Chat.data_version + 1)
+        )
+        return len(new)
 
     async def _bump(self, conn: AsyncConnection, chat_id: int | None = None) -> None:
         """A new data version for one group's people (every group's, with None)."""
@@ -486,48 +485,33 @@ class Repo:
         self, conn: AsyncConnection, posts: Sequence[tuple[Post, ReplyTarget | None, int]]
     ) -> int:
         """Store posts not stored yet, in order, with the activity each causes given the
-        posts before it; returns how many were new. A few reads per group, then executemany."""
-        by_chat: dict[int, list[tuple[Post, ReplyTarget | None, int]]] = {}
-        for item in posts:
-            by_chat.setdefault(item[0].chat_id, []).append(item)
-        new = 0
-        for chat_id, items in by_chat.items():
-            new += await self._write_chat_posts(conn, chat_id, items)
-        return new
-
-    async def _write_chat_posts(
-        self,
-        conn: AsyncConnection,
-        chat_id: int,
-        items: list[tuple[Post, ReplyTarget | None, int]],
-    ) -> int:
+        posts before it; returns how many were new. Two reads for all groups, then
+        executemany."""
         members = [
-            (p, r, w) for p, r, w in items if p.role == Role.MEMBER and p.sender_id is not None
+            (p, r, w) for p, r, w in posts if p.role == Role.MEMBER and p.sender_id is not None
         ]
+        own = {(p.chat_id, p.message_id) for p, _, _ in posts}
         # one read: which posts are stored already, and the stored reply targets
         targets = await self._stored_targets(
-            conn,
-            chat_id,
-            {p.message_id for p, _, _ in items}
-            | {r.message_id for _, r, _ in members if r is not None},
+            conn, own | {(p.chat_id, r.message_id) for p, r, _ in members if r is not None}
         )
-        stored = {p.message_id for p, _, _ in items} & targets.keys()
-        answering = [(p, w) for p, r, w in members if r is None]
-        recent = await self._answer_candidates(conn, chat_id, answering)
-        rows: dict[int, dict[str, Any]] = {}
+        stored = own & targets.keys()
+        recent = await self._answer_candidates(conn, [(p, w) for p, r, w in members if r is None])
+        rows: dict[tuple[int, int], dict[str, Any]] = {}
         activity: list[dict[str, Any]] = []
-        flags: dict[str, set[int]] = {"is_response": set(), "is_discussion": set()}
-        for post, reply, window_s in items:
-            mid, ts = post.message_id, to_ts(post.ts_utc)
-            if mid in stored or mid in rows:
+        flags: dict[str, set[tuple[int, int]]] = {"is_response": set(), "is_discussion": set()}
+        for post, reply, window_s in posts:
+            key, ts = (post.chat_id, post.message_id), to_ts(post.ts_utc)
+            if key in stored or key in rows:
                 continue  # a redelivered update changes nothing
-            rows[mid] = message_row(post, reply)
+            rows[key] = message_row(post, reply)
             marks: list[ActivityMark] = []
             if post.role == Role.MEMBER and post.sender_id is not None:
                 if reply is not None:
                     # the role at the time the target was sent wins over the update's view
-                    row = rows.get(reply.message_id)
-                    target = targets.get(reply.message_id, reply)
+                    target_key = (post.chat_id, reply.message_id)
+                    row = rows.get(target_key)
+                    target = targets.get(target_key, reply)
                     if row is not None:
                         target = ReplyTarget(
                             reply.message_id,
@@ -538,62 +522,74 @@ class Repo:
                     marks = reply_marks(post, target)
                 else:
                     lo = ts - window_s
+                    earlier = recent.get(post.chat_id, [])
                     marks = answer_marks(
                         post,
-                        (q for q in recent if to_ts(q.ts_utc) >= lo and _before(q, ts, mid)),
+                        (q for q in earlier if to_ts(q.ts_utc) >= lo and _before(q, ts, key[1])),
                         window_s,
                     )
             if marks:
                 flag = "is_response" if marks[0].level == Level.RESPONSE else "is_discussion"
                 for m in marks:
                     activity.append(activity_row(m))
-                    if m.message_id in rows:
-                        rows[m.message_id][flag] = True
+                    marked = (m.chat_id, m.message_id)
+                    if marked in rows:
+                        rows[marked][flag] = True
                     else:
-                        flags[flag].add(m.message_id)
+                        flags[flag].add(marked)
             if post.role == Role.HOST or (post.role == Role.MEMBER and post.is_question):
-                insort(recent, post, key=lambda q: (q.ts_utc, q.message_id))
+                insort(
+                    recent.setdefault(post.chat_id, []),
+                    post,
+                    key=lambda q: (q.ts_utc, q.message_id),
+                )
         if rows:
             await conn.execute(
                 self._insert(MessageRow).on_conflict_do_nothing(), list(rows.values())
             )
         if activity:
             await conn.execute(self._insert(ActivityRow).on_conflict_do_nothing(), activity)
-        for flag, ids in flags.items():
-            for chunk in _chunks(sorted(ids)):
+        for flag, keys in flags.items():
+            for chunk in _chunks(sorted(keys)):
                 await conn.execute(
                     update(MessageRow)
-                    .where(MessageRow.chat_id == chat_id, MessageRow.message_id.in_(chunk))
+                    .where(tuple_(MessageRow.chat_id, MessageRow.message_id).in_(chunk))
                     .values({flag: True})
                 )
         return len(rows)
 
     async def _stored_targets(
-        self, conn: AsyncConnection, chat_id: int, ids: set[int]
-    ) -> dict[int, ReplyTarget]:
-        """Stored messages as reply targets: the role at the time they were sent."""
-        out: dict[int, ReplyTarget] = {}
-        for chunk in _chunks(sorted(ids)):
+        self, conn: AsyncConnection, keys: set[tuple[int, int]]
+    ) -> dict[tuple[int, int], ReplyTarget]:
+        """Stored messages, by (chat_id, message_id), as reply targets: the role at the time
+        they were sent."""
+        out: dict[tuple[int, int], ReplyTarget] = {}
+        for chunk in _chunks(sorted(keys)):
             rows = await conn.execute(
                 select(
-                    MessageRow.message_id, MessageRow.ts, MessageRow.role, MessageRow.sender_id
-                ).where(MessageRow.chat_id == chat_id, MessageRow.message_id.in_(chunk))
+                    MessageRow.chat_id,
+                    MessageRow.message_id,
+                    MessageRow.ts,
+                    MessageRow.role,
+                    MessageRow.sender_id,
+                ).where(tuple_(MessageRow.chat_id, MessageRow.message_id).in_(chunk))
             )
-            for mid, ts, role, sender in rows:
-                out[mid] = ReplyTarget(mid, from_ts(ts), Role(role), sender)
+            for chat_id, mid, ts, role, sender in rows:
+                out[(chat_id, mid)] = ReplyTarget(mid, from_ts(ts), Role(role), sender)
         return out
 
     async def _answer_candidates(
-        self, conn: AsyncConnection, chat_id: int, answering: Sequence[tuple[Post, int]]
-    ) -> list[Post]:
-        """Stored host posts and member questions that posts without a reply may answer,
-        in (ts, message_id) order."""
+        self, conn: AsyncConnection, answering: Sequence[tuple[Post, int]]
+    ) -> dict[int, list[Post]]:
+        """Per group, the stored host posts and member questions that posts without a reply
+        may answer, in (ts, message_id) order."""
         if not answering:
-            return []
+            return {}
         lo = min(to_ts(p.ts_utc) - w for p, w in answering)
         hi = max(to_ts(p.ts_utc) for p, _ in answering)
         rows = await conn.execute(
             select(
+                MessageRow.chat_id,
                 MessageRow.message_id,
                 MessageRow.ts,
                 MessageRow.sender_id,
@@ -601,7 +597,7 @@ class Repo:
                 MessageRow.is_question,
             )
             .where(
-                MessageRow.chat_id == chat_id,
+                MessageRow.chat_id.in_(sorted({p.chat_id for p, _ in answering})),
                 MessageRow.ts >= lo,
                 MessageRow.ts <= hi,
                 or_(
@@ -609,12 +605,14 @@ class Repo:
                     and_(MessageRow.is_question, MessageRow.role == Role.MEMBER),
                 ),
             )
-            .order_by(MessageRow.ts, MessageRow.message_id)
+            .order_by(MessageRow.chat_id, MessageRow.ts, MessageRow.message_id)
         )
-        return [
-            Post(chat_id, m, from_ts(t), Role(role), sender, is_question=q)
-            for m, t, sender, role, q in rows
-        ]
+        out: dict[int, list[Post]] = {}
+        for chat_id, m, t, sender, role, q in rows:
+            out.setdefault(chat_id, []).append(
+                Post(chat_id, m, from_ts(t), Role(role), sender, is_question=q)
+            )
+        return out
 
     async def activity_marks(
         self, chat_id: int, start_utc: datetime, end_utc: datetime
@@ -1021,7 +1019,7 @@ def _before(post: Post, ts: int, message_id: int) -> bool:
     return own < ts or (own == ts and post.message_id < message_id)
 
 
-def _chunks(ids: Sequence[int], size: int = 500) -> Iterable[Sequence[int]]:
+def _chunks(ids: Sequence[Any], size: int = 400) -> Iterable[Sequence[Any]]:
     """Id lists of a size any `IN (...)` takes on SQLite and PostgreSQL."""
     for i in range(0, len(ids), size):
         yield ids[i : i + size]

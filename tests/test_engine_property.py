@@ -8,6 +8,7 @@ as a count, and replays the whole log from scratch for every question it answers
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -226,28 +227,34 @@ def naive_active(log: Log, day: date) -> tuple[set[int], set[int]]:
 # ---- the engine side ------------------------------------------------------------------
 
 
-async def feed(repo: Repo, log: Log, chat_id: int, batches: list[int] | None = None) -> None:
-    """Store the log's events one by one, or in batches of the given sizes (as ingest
-    batches a fetch of updates: one transaction, posts written together at the end)."""
-    await repo.ensure_chat(chat_id, "g", "supergroup")
-    await repo.record_users([(BOT, True, "bot", None)])
-    await repo.sync_admins(chat_id, {1}, log.start)
-    await repo.start_tracking(chat_id, log.start, len(log.baseline))
+async def feed(
+    repo: Repo, log: Log, chat_ids: Sequence[int], batches: list[int] | None = None
+) -> None:
+    """Store the log's events in each group (interleaved, event by event), one by one or in
+    batches of the given sizes (as ingest batches a fetch of updates: one transaction,
+    posts and joins/leaves written together at the end)."""
+    for chat_id in chat_ids:
+        await repo.ensure_chat(chat_id, "g", "supergroup")
+        await repo.record_users([(BOT, True, "bot", None)])
+        await repo.sync_admins(chat_id, {1}, log.start)
+        await repo.start_tracking(chat_id, log.start, len(log.baseline))
     posts = {p[0]: p for p in naive_posts(log)}
-    events = list(enumerate(log.events, start=1))
+    events = [
+        (chat_id, mid, ev) for mid, ev in enumerate(log.events, start=1) for chat_id in chat_ids
+    ]
     sizes = itertools.cycle(batches or [1])
     while events:
         size = next(sizes)
         chunk, events = events[:size], events[size:]
         if batches:
             async with repo.batch():
-                await feed_events(repo, chunk, posts, chat_id)
+                await feed_events(repo, chunk, posts)
         else:
-            await feed_events(repo, chunk, posts, chat_id)
+            await feed_events(repo, chunk, posts)
 
 
-async def feed_events(repo: Repo, events: Any, posts: Any, chat_id: int) -> None:
-    for mid, (ts, kind, u, _) in events:
+async def feed_events(repo: Repo, events: Any, posts: Any) -> None:
+    for chat_id, mid, (ts, kind, u, _) in events:
         if kind in ("join", "leave"):
             await repo.record_membership(MembershipEvent(chat_id, u, MemberKind(kind), ts, mid))
         elif kind in ("promote", "demote") and u != BOT:
@@ -272,10 +279,15 @@ async def feed_events(repo: Repo, events: Any, posts: Any, chat_id: int) -> None
 async def test_engine_equals_naive_reference(
     repo: Repo, log: Log, batches: list[int] | None
 ) -> None:
-    """Fed one by one or in random batches (Repo.batch), storage gives the reference's
-    numbers: batching changes nothing."""
-    chat_id = next(_chat_ids)
-    await feed(repo, log, chat_id, batches)
+    """Fed one by one or in random batches (Repo.batch), two groups interleaved, storage
+    gives the reference's numbers in each: batching changes nothing."""
+    chat_ids = [next(_chat_ids), next(_chat_ids)]
+    await feed(repo, log, chat_ids, batches)
+    for chat_id in chat_ids:
+        await check_reports(repo, log, chat_id)
+
+
+async def check_reports(repo: Repo, log: Log, chat_id: int) -> None:
     zone = str(log.tz)
     config = Config(defaults=GroupSettings(timezone=zone, discussion_window_s=WINDOW_S))
     last_ts = log.events[-1][0] if log.events else log.start
