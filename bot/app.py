@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -69,6 +69,27 @@ COMMANDS = {
         ("export", "私聊导出每日指标和进退群记录（CSV）"),
     ],
 }
+
+
+class SendRateLimiter(AIORateLimiter):
+    """Telegram's limits are on sending (30 messages/s overall, 20/min per group): reads
+    such as getChatAdministrators go straight through, so start-up and the first sight of
+    many groups are not queued behind the sending budget."""
+
+    async def process_request(
+        self,
+        callback: Callable[..., Coroutine[Any, Any, bool | dict[str, Any] | list[dict[str, Any]]]],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: int | None,
+    ) -> bool | dict[str, Any] | list[dict[str, Any]]:
+        if endpoint.startswith("get"):
+            return await callback(*args, **kwargs)
+        return await super().process_request(
+            callback, args, kwargs, endpoint, data, rate_limit_args
+        )
 
 
 def register(application: OpsApplication) -> None:
@@ -140,7 +161,7 @@ def build_application(config: Config, *, repo: Repo | None = None) -> OpsApplica
         .base_url(f"{config.api_base_url}/bot")
         .base_file_url(f"{config.api_base_url}/file/bot")
         .context_types(ContextTypes(context=AppContext))
-        .rate_limiter(AIORateLimiter(max_retries=3))
+        .rate_limiter(SendRateLimiter(max_retries=3))
     )
     application: OpsApplication = builder.build()  # type: ignore[assignment]
     application.bot_data["config"] = config
