@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import copy
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -79,6 +80,12 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def scratch_pg(url: str) -> tuple[str, str]:
@@ -148,11 +155,12 @@ async def measure(
             if not await asyncio.to_thread(api.wait_confirmed, 3600):
                 sys.exit("the bot did not confirm every update within an hour")
             first_sight = time.perf_counter() - t
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), cpu_s(proc.pid)
             api.push(*updates[len(chats) :])
             if not await asyncio.to_thread(api.wait_confirmed, 3600):
                 sys.exit("the bot did not confirm every update within an hour")
             live = time.perf_counter() - t
+            busy = (cpu_s(proc.pid) - cpu) / live
             peak = peak_rss_mb(proc.pid)
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -166,7 +174,7 @@ async def measure(
     print(f"first sight of the groups (bot added): {first_sight:.2f} s")
     print(
         f"real path: {live:.2f} s = {n / live:,.0f} updates/s; "
-        f"peak RSS of the bot process {peak:.0f} MB"
+        f"the bot process busy {busy:.0%} of that time, its peak RSS {peak:.0f} MB"
     )
 
     # the ceiling: the same rows, inserted into the emptied tables in one transaction

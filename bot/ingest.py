@@ -110,8 +110,8 @@ class GroupCommit:
             items, self.waiting = self.waiting[:MAX_BATCH], self.waiting[MAX_BATCH:]
             try:
                 done = await store(self.application, [u for u, _ in items])
-            except Exception:  # never leave a request hanging
-                log.exception("storing a batch of %d webhook updates failed", len(items))
+            except Exception as exc:  # never leave a request hanging
+                log.error("storing %d webhook updates failed: %s", len(items), type(exc).__name__)
                 done = 0
             for i, (_, future) in enumerate(items):
                 if not future.done():
@@ -143,8 +143,14 @@ async def _in_one_transaction(
                 await application.process_update(update)
                 if update.update_id in failed:
                     raise _BatchFailed
-    except (_BatchFailed, *DB_ERRORS):
+    except Exception as exc:
         # rolled back: what memory says was written may not be; the updates go one by one
+        if not isinstance(exc, (_BatchFailed, *DB_ERRORS)):
+            log.error(
+                "a batch of %d updates failed (%s): storing them one by one",
+                len(updates),
+                type(exc).__name__,
+            )
         forget_cached(application)
         return False
     return True
