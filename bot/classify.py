@@ -70,12 +70,21 @@ def _marker_pattern(markers: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile("|".join(parts), re.IGNORECASE) if parts else None
 
 
+# every format (Cf) character, mapped to nothing for str.translate; all lie in planes 0-1
+# and the tag block of plane 14
+_FORMAT_CHARS = {
+    cp: None
+    for cp in (*range(0x20000), *range(0xE0000, 0xE1000))
+    if unicodedata.category(chr(cp)) == "Cf"
+}
+
+
 def is_question(text: str | None, markers: Iterable[str]) -> bool:
     """A text (or caption) that ends with ?/？ or contains a configured marker."""
     if not text:
         return False
     # invisible format characters (zero-width spaces, RTL marks) do not hide a "?"
-    stripped = "".join(ch for ch in text if unicodedata.category(ch) != "Cf").strip()
+    stripped = text.translate(_FORMAT_CHARS).strip()
     if stripped.endswith(("?", "？")):
         return True
     pattern = _marker_pattern(tuple(m for m in markers if m.strip()))

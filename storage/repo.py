@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, func, or_, select, tuple_, update
+from sqlalchemy import Table, and_, bindparam, delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -113,6 +113,7 @@ class Repo:
         self._batch: ContextVar[_Batch | None] = ContextVar(f"batch-{id(self)}", default=None)
         # user rows this process has written, as written: the same again is not rewritten
         self._known_users: dict[int, UserTuple] = {}
+        self._compiled: dict[Any, tuple[str, list[str], dict[str, Any]]] = {}
 
     @classmethod
     async def open(cls, url: str, *, upgrade: bool = True) -> Repo:
@@ -127,6 +128,44 @@ class Repo:
     def _insert(self, table: Any) -> Any:
         tbl: Table = table.__table__
         return (pg_insert if self.dialect == "postgresql" else sqlite_insert)(tbl)
+
+    async def _insert_many(
+        self,
+        conn: AsyncConnection,
+        model: Any,
+        rows: Sequence[dict[str, Any]],
+        update_on_conflict: tuple[str, ...] = (),
+    ) -> None:
+        """INSERT … ON CONFLICT DO NOTHING (or DO UPDATE of the columns named, keyed by the
+        primary key) as an executemany at the driver, rows as tuples: SQLAlchemy's per-row
+        parameter handling costs more than SQLite's insert itself. Compiled once."""
+        key = (model, tuple(rows[0]), update_on_conflict)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            stmt = self._insert(model)
+            if update_on_conflict:
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=[c.name for c in model.__table__.primary_key],
+                    set_={name: stmt.excluded[name] for name in update_on_conflict},
+                )
+            else:
+                stmt = stmt.on_conflict_do_nothing()
+            done = stmt.values({name: bindparam(name) for name in rows[0]}).compile(
+                dialect=self.engine.dialect
+            )
+            names = list(done.positiontup or ())
+            columns = model.__table__.c
+            # columns left out of the rows get their scalar default, as SQLAlchemy gives them
+            defaults = {
+                name: columns[name].default.arg
+                for name in names
+                if name not in rows[0] and columns[name].default is not None
+            }
+            compiled = self._compiled[key] = (str(done), names, defaults)
+        sql, names, defaults = compiled
+        await conn.exec_driver_sql(
+            sql, [tuple(row[n] if n in row else defaults[n] for n in names) for row in rows]
+        )
 
     # ---- transactions and batches ----------------------------------------------------
 
@@ -283,14 +322,11 @@ class Repo:
             raise
 
     async def _write_users(self, conn: AsyncConnection, users: list[UserTuple]) -> None:
-        stmt = self._insert(User)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["user_id"],
-            set_={"first_name": stmt.excluded.first_name, "username": stmt.excluded.username},
-        )
-        await conn.execute(
-            stmt,
+        await self._insert_many(
+            conn,
+            User,
             [{"user_id": u, "is_bot": b, "first_name": f, "username": n} for u, b, f, n in users],
+            update_on_conflict=("first_name", "username"),
         )
         if len(self._known_users) + len(users) > KNOWN_USERS_MAX:
             self._known_users.clear()
@@ -361,12 +397,12 @@ class Repo:
             )
         if not new:
             return 0
-        stmt = self._insert(MembershipEventRow).on_conflict_do_nothing()
         if len(new) == 1:  # rowcount tells whether another process stored it first
+            stmt = self._insert(MembershipEventRow).on_conflict_do_nothing()
             if not (await conn.execute(stmt.values(**new[0]))).rowcount:
                 return 0
         else:
-            await conn.execute(stmt, new)
+            await self._insert_many(conn, MembershipEventRow, new)
         await conn.execute(
             update(Chat)
             .where(Chat.chat_id.in_(sorted({row["chat_id"] for row in new})))
@@ -544,11 +580,9 @@ class Repo:
                     key=lambda q: (q.ts_utc, q.message_id),
                 )
         if rows:
-            await conn.execute(
-                self._insert(MessageRow).on_conflict_do_nothing(), list(rows.values())
-            )
+            await self._insert_many(conn, MessageRow, list(rows.values()))
         if activity:
-            await conn.execute(self._insert(ActivityRow).on_conflict_do_nothing(), activity)
+            await self._insert_many(conn, ActivityRow, activity)
         for flag, keys in flags.items():
             for chunk in _chunks(sorted(keys)):
                 await conn.execute(
