@@ -3,6 +3,7 @@ one database store each update once (issue 7)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import socket
@@ -10,6 +11,8 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +24,7 @@ from storage.repo import Repo
 from tests import tg
 from tests.botapi_server import BOT_ID, TOKEN, FakeBotAPI
 from tests.e2e import bot_running, make_config
+from tests.test_kill_restart import day_updates, reference_rows, server_for_day, stored
 
 CHAT = -100888
 GROUP = tg.group(CHAT, "Camp")
@@ -96,3 +100,35 @@ async def test_two_webhook_processes_store_each_update_once(api: FakeBotAPI, db_
     hooks = api.calls_of("setWebhook")
     assert len(hooks) == 2
     assert hooks[0].params["secret_token"] == SECRET
+
+
+async def test_a_day_sent_to_two_webhook_processes_at_once_is_stored_as_by_one(
+    tmp_path: Path, db_url: str
+) -> None:
+    """Each update of a scripted day reaches both processes at the same moment (as when
+    Telegram retries on another instance): the rows equal those of one polling run."""
+    items, updates = day_updates(tmp_path)
+    expected = await reference_rows(tmp_path, items, updates)
+    api = server_for_day(items)
+    ports = [free_port(), free_port()]
+    try:
+        async with AsyncExitStack() as stack:
+            for port in ports:
+                await stack.enter_async_context(bot_running(webhook_config(api, db_url, port)))
+            async with httpx.AsyncClient(timeout=30) as client:
+
+                async def send(port: int, update: dict[str, Any]) -> int:
+                    r = await client.post(
+                        f"http://127.0.0.1:{port}/telegram",
+                        content=json.dumps(update),
+                        headers={"X-Telegram-Bot-Api-Secret-Token": SECRET},
+                    )
+                    return r.status_code
+
+                for update_id, update in enumerate(updates, start=1):
+                    update = {"update_id": update_id} | update
+                    codes = await asyncio.gather(*(send(port, update) for port in ports))
+                    assert codes == [200, 200]
+    finally:
+        api.stop()
+    assert await stored(db_url) == expected
