@@ -29,7 +29,7 @@ from bot.config import Config
 from bot.context import AppContext, OpsApplication
 from bot.ingest import DB_ERRORS, note_failure, poll_committed
 from bot.redact import redact_in_logs
-from bot.tracking import refresh_admins, utcnow
+from bot.tracking import refresh_all_admins, utcnow
 from bot.webhook import start_webhook_server
 from handlers import admin, commands, membership, messages, permissions
 from storage.repo import Repo
@@ -188,12 +188,7 @@ async def _post_init(application: Application[Any, Any, Any, Any, Any, Any]) -> 
     application.bot_data["can_read_all_group_messages"] = bool(me.can_read_all_group_messages)
     if not me.can_read_all_group_messages:
         log.warning("privacy mode is on: @BotFather → Bot Settings → Group Privacy → Turn off")
-    for chat_id in await repo.chat_ids():
-        if await refresh_admins(bot, repo, chat_id, utcnow()) is None:
-            continue
-        info = await repo.chat(chat_id)
-        if info is not None and not info.bot_is_admin:
-            log.warning("chat %s: the bot is not an admin; joins and leaves are not sent", chat_id)
+    await refresh_all_admins(bot, repo, utcnow())
     for lang, cmds in COMMANDS.items():
         try:
             await bot.set_my_commands(
@@ -224,7 +219,6 @@ async def running(
     try:
         await _post_init(application)
         await application.start()
-        await schedule.schedule_all(application)
         assert application.updater is not None
         if config.mode == "webhook":
             assert config.webhook_url is not None
@@ -241,6 +235,9 @@ async def running(
             stop_polling = asyncio.Event()
             poller = asyncio.create_task(poll_committed(application, stop_polling, poll_timeout))
         try:
+            # jobs after ingest has started: with many groups, scheduling (and the catch-up
+            # digests it starts) takes a while, and updates are not kept waiting meanwhile
+            await schedule.schedule_all(application)
             yield application
         finally:
             if config.mode == "webhook":

@@ -6,12 +6,14 @@ restarts and several processes on one PostgreSQL database never send anything tw
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from apscheduler.jobstores.base import JobLookupError
 from telegram.error import Forbidden, TelegramError
 from telegram.ext import Application
 
@@ -54,17 +56,20 @@ async def schedule_chat(
     settings = await service.group_settings(repo, config, chat_id)
     unschedule_chat(application, chat_id)
     at = time(settings.digest_time.hour, settings.digest_time.minute, tzinfo=settings.tz)
-    jq.run_daily(digest_job, at, name=f"digest:{chat_id}", chat_id=chat_id)
-    jq.run_repeating(
-        alert_job,
-        interval=settings.alert_interval_s,
-        first=5,
-        name=f"alerts:{chat_id}",
-        chat_id=chat_id,
-    )
+    jobs = [
+        jq.run_daily(digest_job, at, name=f"digest:{chat_id}", chat_id=chat_id),
+        jq.run_repeating(
+            alert_job,
+            interval=settings.alert_interval_s,
+            first=5,
+            name=f"alerts:{chat_id}",
+            chat_id=chat_id,
+        ),
+    ]
     local_now = utcnow().astimezone(settings.tz)
     if catch_up and local_now.time() >= settings.digest_time:
-        jq.run_once(digest_job, 0, name=f"digest-catchup:{chat_id}", chat_id=chat_id)
+        jobs.append(jq.run_once(digest_job, 0, name=f"digest-catchup:{chat_id}", chat_id=chat_id))
+    _jobs_of(application)[chat_id] = jobs
 
 
 async def cleanup_job(context: Any) -> None:
@@ -74,12 +79,18 @@ async def cleanup_job(context: Any) -> None:
     log.info("clean-up: %d messages older than %d days removed", removed, config.retention_days)
 
 
+def _jobs_of(application: Application[Any, Any, Any, Any, Any, Any]) -> dict[int, list[Any]]:
+    """Each group's jobs, kept here: JobQueue.get_jobs_by_name scans every job of every
+    group, which made (re)scheduling 1,000 groups quadratic."""
+    jobs: dict[int, list[Any]] = application.bot_data.setdefault("chat_jobs", {})
+    return jobs
+
+
 def unschedule_chat(application: Application[Any, Any, Any, Any, Any, Any], chat_id: int) -> None:
-    jq = application.job_queue
-    assert jq is not None
-    for name in (f"digest:{chat_id}", f"alerts:{chat_id}", f"digest-catchup:{chat_id}"):
-        for job in jq.get_jobs_by_name(name):
-            job.schedule_removal()
+    for job in _jobs_of(application).pop(chat_id, []):
+        if not job.removed:
+            with contextlib.suppress(JobLookupError):  # a one-off job that has run is gone
+                job.schedule_removal()
 
 
 async def digest_job(context: Any) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from telegram import Bot, Chat
+from telegram import Bot, Chat, ChatMember
 from telegram.error import TelegramError
 
 from bot.context import AppContext
@@ -15,15 +17,19 @@ from storage.repo import Repo
 log = logging.getLogger(__name__)
 
 
-async def refresh_admins(
-    bot: Bot, repo: Repo, chat_id: int, now: datetime
-) -> tuple[set[int], set[int]] | None:
-    """Store Telegram's admin list as host changes; (human ids, bot ids), None on error."""
+async def fetch_admins(bot: Bot, chat_id: int) -> tuple[ChatMember, ...] | None:
+    """Telegram's admin list of a group; None (logged) when it cannot be read."""
     try:
-        admins = await bot.get_chat_administrators(chat_id)
+        return await bot.get_chat_administrators(chat_id)
     except TelegramError as exc:
         log.warning("chat %s: cannot read administrators (%s)", chat_id, exc.__class__.__name__)
         return None
+
+
+async def store_admins(
+    bot: Bot, repo: Repo, chat_id: int, admins: Sequence[ChatMember], now: datetime
+) -> tuple[set[int], set[int]]:
+    """Store an admin list as host changes; (human ids, bot ids)."""
     await repo.record_users(
         (a.user.id, a.user.is_bot, a.user.first_name, a.user.username) for a in admins
     )
@@ -32,6 +38,37 @@ async def refresh_admins(
     me = next((a for a in admins if a.user.id == bot.id), None)
     await repo.update_chat(chat_id, bot_is_admin=me is not None)
     return humans, {a.user.id for a in admins if a.user.is_bot}
+
+
+async def refresh_admins(
+    bot: Bot, repo: Repo, chat_id: int, now: datetime
+) -> tuple[set[int], set[int]] | None:
+    """Store Telegram's admin list as host changes; (human ids, bot ids), None on error."""
+    admins = await fetch_admins(bot, chat_id)
+    return None if admins is None else await store_admins(bot, repo, chat_id, admins, now)
+
+
+async def refresh_all_admins(bot: Bot, repo: Repo, now: datetime, parallel: int = 16) -> None:
+    """Every tracked group's admin list, as at start-up: read from Telegram `parallel` at a
+    time (1,000 groups one after another take minutes over a real network), stored in one
+    transaction; a group where the bot is no admin is named in the log."""
+    chat_ids = await repo.chat_ids()
+    gate = asyncio.Semaphore(parallel)
+
+    async def fetch(chat_id: int) -> tuple[ChatMember, ...] | None:
+        async with gate:
+            return await fetch_admins(bot, chat_id)
+
+    lists = await asyncio.gather(*(fetch(chat_id) for chat_id in chat_ids))
+    async with repo.batch():
+        for chat_id, admins in zip(chat_ids, lists, strict=True):
+            if admins is None:
+                continue
+            await store_admins(bot, repo, chat_id, admins, now)
+            if not any(a.user.id == bot.id for a in admins):
+                log.warning(
+                    "chat %s: the bot is not an admin; joins and leaves are not sent", chat_id
+                )
 
 
 async def start_tracking(context: AppContext, chat: Chat, ts_utc: datetime) -> None:

@@ -268,3 +268,51 @@ async def test_start_tells_the_owner_what_to_fix(
         assert "privacy mode is on" in caplog.text
     finally:
         server.stop()
+
+
+async def test_admin_changes_while_the_bot_was_down_are_read_at_start(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At start every group's admin list is read again (in parallel): hosts promoted or
+    demoted meanwhile are stored, and a group where the bot lost admin rights is named."""
+    server = FakeBotAPI().start()
+    groups = [-100401, -100402, -100403]
+    new_host = tg.user(30, "New host")
+    for chat in groups:
+        server.admins[chat] = [tg.member(HOST, "creator"), tg.member(BOT_USER, "administrator")]
+    try:
+        async with bot_running(make_config(server, db_url)):
+            server.push(
+                *(
+                    tg.chat_member(
+                        tg.group(chat, f"G{chat}"),
+                        HOST,
+                        T,
+                        tg.member(BOT_USER, "left"),
+                        tg.member(BOT_USER, "administrator"),
+                        mine=True,
+                    )
+                    for chat in groups
+                )
+            )
+            await settle(server)
+        # while the bot is down: a new admin in the first group, the creator hands over
+        # the second, the bot is demoted in the third
+        server.admins[groups[0]].append(tg.member(new_host, "administrator"))
+        server.admins[groups[1]] = [
+            tg.member(new_host, "creator"),
+            tg.member(BOT_USER, "administrator"),
+        ]
+        server.admins[groups[2]] = [tg.member(HOST, "creator")]
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            async with bot_running(make_config(server, db_url)) as app:
+                repo: Repo = app.bot_data["repo"]
+                hosts = [await repo.admin_hosts(chat) for chat in groups]
+    finally:
+        server.stop()
+    assert hosts == [{HOST["id"], 30}, {30}, {HOST["id"]}]
+    not_admin = [r.getMessage() for r in caplog.records if "not an admin" in r.getMessage()]
+    assert not_admin == [
+        f"chat {groups[2]}: the bot is not an admin; joins and leaves are not sent"
+    ]
