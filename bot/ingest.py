@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 from telegram import Update
-from telegram.error import NetworkError, RetryAfter, TimedOut
+from telegram.error import NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import Application
 
 from storage.repo import Repo
@@ -171,7 +171,7 @@ async def poll_committed(
     repo: Repo = application.bot_data["repo"]
     offset = await _retry(lambda: repo.get_state(OFFSET_KEY), stop)
     backoff = 0.5
-    down = False
+    down = refused = False
     while not stop.is_set():
         try:
             updates = await application.bot.get_updates(
@@ -184,6 +184,20 @@ async def poll_committed(
             await _sleep(stop, backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_S)
             continue
+        except TelegramError as exc:  # e.g. Conflict: another process polls with this token
+            if not refused:
+                log.warning(
+                    "Telegram refused getUpdates (%s): retrying with back-off; is another "
+                    "process polling with this token, or a webhook set?",
+                    type(exc).__name__,
+                )
+                refused = True
+            await _sleep(stop, backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+            continue
+        if refused:
+            log.warning("getUpdates answered again: polling resumed")
+            refused = False
         backoff = 0.5
         pending = list(updates)
         while pending:

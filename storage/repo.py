@@ -6,6 +6,7 @@ so the same update delivered twice changes nothing.
 
 from __future__ import annotations
 
+import time
 from bisect import insort
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -49,6 +50,7 @@ from storage.models import (
 
 DEDUP_WINDOW_S = 60  # SPEC 2: the same join/leave seen from two sources within 60 s
 KNOWN_USERS_MAX = 100_000  # per-process cache of user rows already written (memory bound)
+KNOWN_USERS_TTL_S = 300  # rewritten at least this often: another process may have removed it
 
 
 def to_ts(dt: datetime) -> int:
@@ -112,7 +114,7 @@ class Repo:
         # the batch the current task writes into, if any (per Repo: tests open several)
         self._batch: ContextVar[_Batch | None] = ContextVar(f"batch-{id(self)}", default=None)
         # user rows this process has written, as written: the same again is not rewritten
-        self._known_users: dict[int, UserTuple] = {}
+        self._known_users: dict[int, tuple[UserTuple, float]] = {}
         self._compiled: dict[Any, tuple[str, list[str], dict[str, Any]]] = {}
 
     @classmethod
@@ -306,7 +308,14 @@ class Repo:
     async def record_users(self, users: Iterable[UserTuple]) -> None:
         """(user_id, is_bot, first_name, username); names kept for host lists and imports.
         A user row this process already wrote, unchanged, is not written again."""
-        fresh = {u[0]: u for u in users if self._known_users.get(u[0]) != u}
+        now = time.monotonic()
+        fresh = {
+            u[0]: u
+            for u in users
+            if (hit := self._known_users.get(u[0])) is None
+            or hit[0] != u
+            or now - hit[1] > KNOWN_USERS_TTL_S
+        }
         if not fresh:
             return
         batch = self._batch.get()
@@ -331,7 +340,8 @@ class Repo:
         if len(self._known_users) + len(users) > KNOWN_USERS_MAX:
             self._known_users.clear()
         # remembered before the commit: a failed commit clears the cache (batch, forget_cached)
-        self._known_users.update((u[0], u) for u in users)
+        now = time.monotonic()
+        self._known_users.update((u[0], (u, now)) for u in users)
 
     async def user_names(self, user_ids: Iterable[int]) -> dict[int, str]:
         """First name (or @username) of known users, for host lists."""

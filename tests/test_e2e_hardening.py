@@ -330,3 +330,25 @@ async def test_fuzzed_updates_never_make_a_handler_fail(
         api.push(*batch)
         await settle(api)
     assert not [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+
+
+async def test_refused_getupdates_is_waited_out_and_polling_resumes(
+    api: FakeBotAPI, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """409 Conflict (another process polling with the token) neither stops ingest nor
+    floods the log: one line when it starts, one when polling works again."""
+    api.fail_next(
+        "getUpdates",
+        count=3,
+        error_code=409,
+        description="Conflict: terminated by other getUpdates request",
+    )
+    with caplog.at_level(logging.WARNING, logger="bot.ingest"):
+        async with bot_running(make_config(api, db_url)) as app:
+            api.push(tg.message(GROUP, 20, T, ALICE, "hello"))
+            await settle(api)
+            stored = await rows(app, select(MessageRow.message_id))
+    assert stored == [(20,)]
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("refused getUpdates (Conflict)" in line for line in lines) == 1
+    assert sum("polling resumed" in line for line in lines) == 1

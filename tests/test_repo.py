@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+import storage.repo as repo_module
 from bot.events import (
     HostChange,
     Level,
@@ -217,3 +220,24 @@ async def test_a_batch_sees_its_own_rows_and_stores_a_repeat_once(repo: Repo) ->
     counts = await repo.counts()
     assert counts["messages"] == 3
     assert counts["activity"] == 3  # (6 via message 2) once, though two posts mark it
+
+
+async def test_user_rows_are_rewritten_only_when_changed_or_stale(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-process cache of written user rows skips identical rewrites, but not a
+    changed name, and not after the TTL (another process may have removed the row)."""
+    other = await Repo.open(str(repo.engine.url.render_as_string(hide_password=False)))
+    try:
+        await repo.record_users([(5, False, "Ann", None)])
+        await other.forget_user(5)  # another process: /forgetme
+        await repo.record_users([(5, False, "Ann", None)])
+        assert (await repo.counts())["users"] == 0  # unchanged and fresh: not rewritten
+        await repo.record_users([(5, False, "Ann B", None)])
+        assert await repo.user_names([5]) == {5: "Ann B"}  # a new name is written
+        await other.forget_user(5)
+        monkeypatch.setattr(repo_module, "KNOWN_USERS_TTL_S", -1)  # as if 5 minutes passed
+        await repo.record_users([(5, False, "Ann B", None)])
+        assert (await repo.counts())["users"] == 1
+    finally:
+        await other.close()
