@@ -71,10 +71,12 @@ async def refresh_all_admins(bot: Bot, repo: Repo, now: datetime, parallel: int 
                 )
 
 
-async def start_tracking(context: AppContext, chat: Chat, ts_utc: datetime) -> None:
-    """Anchor the baseline the first time a group is seen (SPEC 4, 9); later calls are cheap."""
+async def start_tracking(context: AppContext, chat: Chat, ts_utc: datetime) -> bool:
+    """Anchor the baseline the first time a group is seen (SPEC 4, 9); later calls are cheap.
+    True if tracking started now (the admin list was just read and stored)."""
     if chat.id in context.tracked_chats:
-        return
+        return False
+    started = False
     repo, bot = context.repo, context.bot
     await repo.ensure_chat(chat.id, chat.title, chat.type)
     info = await repo.chat(chat.id)
@@ -92,7 +94,9 @@ async def start_tracking(context: AppContext, chat: Chat, ts_utc: datetime) -> N
         await repo.update_chat(chat.id, bot_status="member")
         context.host_cache.forget(chat.id)
         log.info("chat %s: tracking started, baseline %d members", chat.id, baseline)
+        started = True
     context.tracked_chats.add(chat.id)
+    return started
 
 
 async def _read_linked_chat(bot: Bot, repo: Repo, chat_id: int) -> None:

@@ -68,11 +68,11 @@ async def on_my_chat_member(update: Update, context: AppContext) -> None:
     chat = cmu.chat
     await context.repo.ensure_chat(chat.id, chat.title, chat.type)
     if is_in:
-        await start_tracking(context, chat, cmu.date)
+        admins_read = await start_tracking(context, chat, cmu.date)
         await context.repo.update_chat(
             chat.id, bot_status=cmu.new_chat_member.status, bot_is_admin=is_admin
         )
-        if is_admin:
+        if is_admin and not admins_read:
             await refresh_admins(context.bot, context.repo, chat.id, cmu.date)
             context.host_cache.forget(chat.id)
         await schedule.schedule_chat(context.application, chat.id)
