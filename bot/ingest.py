@@ -16,7 +16,10 @@ of them runs alone, after the batch before it is committed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -64,23 +67,34 @@ def only_records(update: Update) -> bool:
 
 
 async def store(
-    application: Application[Any, Any, Any, Any, Any, Any], updates: list[Update]
+    application: Application[Any, Any, Any, Any, Any, Any],
+    updates: list[Update],
+    finish: Callable[[], Awaitable[None]] | None = None,
 ) -> int:
     """Handle updates in order; returns how many, from the first, are stored (it stops at
-    the first one a database failure left unstored)."""
+    the first one a database failure left unstored). Once all are stored, `finish` runs:
+    in the last batch's transaction when the last update was batched, else after it."""
     done = 0
     while done < len(updates):
         run = 0
         while done + run < len(updates) and only_records(updates[done + run]):
             run += 1
-        if run > 1 and await _in_one_transaction(application, updates[done : done + run]):
+        last = done + run == len(updates)
+        if run > 1 and await _in_one_transaction(
+            application, updates[done : done + run], finish if last else None
+        ):
             done += run
+            if last:
+                return done
             continue
         # alone: a command, a run of one, or the updates of a batch that failed
         for update in updates[done : done + max(run, 1)]:
             if not await handled(application, update):
                 return done
             done += 1
+    if finish is not None:
+        with contextlib.suppress(*DB_ERRORS):  # not saved: a replay is stored once anyway
+            await finish()
     return done
 
 
@@ -132,7 +146,9 @@ class _BatchFailed(Exception):
 
 
 async def _in_one_transaction(
-    application: Application[Any, Any, Any, Any, Any, Any], updates: list[Update]
+    application: Application[Any, Any, Any, Any, Any, Any],
+    updates: list[Update],
+    finish: Callable[[], Awaitable[None]] | None,
 ) -> bool:
     repo: Repo = application.bot_data["repo"]
     failed: set[int] = application.bot_data.setdefault("db_failed_updates", set())
@@ -143,6 +159,8 @@ async def _in_one_transaction(
                 await application.process_update(update)
                 if update.update_id in failed:
                     raise _BatchFailed
+            if finish is not None:
+                await finish()
     except Exception as exc:
         # rolled back: what memory says was written may not be; the updates go one by one
         if not isinstance(exc, (_BatchFailed, *DB_ERRORS)):
@@ -201,7 +219,9 @@ async def poll_committed(
         backoff = 0.5
         pending = list(updates)
         while pending:
-            done = await store(application, pending)
+            after = pending[-1].update_id + 1  # past the whole fetch
+            # the offset past the fetch is saved with the last batch's rows
+            done = await store(application, pending, partial(repo.set_state, OFFSET_KEY, after))
             if done:
                 offset = pending[done - 1].update_id + 1
                 pending = pending[done:]
@@ -221,9 +241,6 @@ async def poll_committed(
         if down:
             log.warning("database available again: ingest resumed, nothing lost")
             down = False
-        if updates:
-            # once per batch: what a crash replays from the batch is stored once anyway
-            await _retry(lambda o=offset: repo.set_state(OFFSET_KEY, o), stop)
 
 
 def _seconds(value: Any) -> float:
