@@ -175,12 +175,10 @@ async def _in_one_transaction(
 
 
 def forget_cached(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
-    """Forget in-memory knowledge of stored rows (after a rollback)."""
-    application.bot_data.pop("tracked_chats", None)
-    application.bot_data.pop("host_cache", None)
-    application.bot_data.pop("linked", None)
-    repo: Repo = application.bot_data["repo"]
-    repo.forget_cached()
+    """Forget what handlers remember of stored rows, after a rollback (Repo.batch forgets
+    its own)."""
+    for key in ("tracked_chats", "host_cache", "linked"):
+        application.bot_data.pop(key, None)
 
 
 async def poll_committed(

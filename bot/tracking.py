@@ -64,8 +64,8 @@ async def refresh_all_admins(bot: Bot, repo: Repo, now: datetime, parallel: int 
         for chat_id, admins in zip(chat_ids, lists, strict=True):
             if admins is None:
                 continue
-            await store_admins(bot, repo, chat_id, admins, now)
-            if not any(a.user.id == bot.id for a in admins):
+            _, bots = await store_admins(bot, repo, chat_id, admins, now)
+            if bot.id not in bots:
                 log.warning(
                     "chat %s: the bot is not an admin; joins and leaves are not sent", chat_id
                 )

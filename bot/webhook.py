@@ -2,9 +2,9 @@
 
 PTB's built-in webhook server acknowledges an update as soon as it is queued. Here the
 handlers run first (requests arriving together are stored in one transaction): 200 when
-they are done, 503 when the database was unavailable, so
-Telegram delivers the update again later (and idempotent storage stores it once). Several
-processes can serve one URL behind a load balancer on one PostgreSQL database.
+they are done, 503 when the database was unavailable, so Telegram delivers the update
+again later (and idempotent storage stores it once). Several processes can serve one URL
+behind a load balancer on one PostgreSQL database.
 """
 
 from __future__ import annotations

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.events import ActivityMark, HostChange, Level, MembershipEvent, Post, ReplyTarget, Role
@@ -29,16 +27,17 @@ from storage.models import (
     MessageRow,
     User,
 )
-from storage.repo import activity_row, message_row
+from storage.repo import (
+    activity_row,
+    host_row,
+    insert_for,
+    membership_row,
+    message_row,
+    to_ts,
+)
 
 BATCH = 5000  # rows per INSERT
 IN_CHUNK = 1000  # ids per `IN (...)` list (well under SQLite's and asyncpg's parameter limits)
-
-
-def insert_for(dialect: str, model: Any) -> Any:
-    """INSERT for the dialect, so `.on_conflict_do_nothing()` works (as Repo._insert)."""
-    tbl: Table = model.__table__
-    return (pg_insert if dialect == "postgresql" else sqlite_insert)(tbl)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +60,6 @@ class StoredPost:
     role: Role
     sender_id: int | None
     is_question: bool
-
-
-def _ts(dt: datetime) -> int:
-    return int(dt.timestamp())
 
 
 class BulkWriter:
@@ -205,7 +200,7 @@ class BulkWriter:
         await self.conn.execute(
             update(Chat)
             .where(Chat.chat_id == chat_id)
-            .values(tracking_start_ts=_ts(start), baseline_count=baseline)
+            .values(tracking_start_ts=to_ts(start), baseline_count=baseline)
         )
 
     async def bump(self, chat_id: int) -> None:
@@ -239,33 +234,12 @@ class BulkWriter:
             }
 
     async def membership(self, ev: MembershipEvent) -> None:
-        self._membership.append(
-            {
-                "chat_id": ev.chat_id,
-                "user_id": ev.user_id,
-                "kind": str(ev.kind),
-                "ts": _ts(ev.ts_utc),
-                "seq": ev.seq,
-                "source": ev.source,
-                "invite_link": ev.invite_link,
-                "invite_link_name": None,
-                "via_join_request": False,
-            }
-        )
+        self._membership.append(membership_row(ev))
         if len(self._membership) >= self.batch:
             await self._flush_membership()
 
     async def host(self, change: HostChange) -> None:
-        self._hosts.append(
-            {
-                "chat_id": change.chat_id,
-                "user_id": change.user_id,
-                "ts": _ts(change.ts_utc),
-                "seq": change.seq,
-                "is_host": change.is_host,
-                "source": change.source,
-            }
-        )
+        self._hosts.append(host_row(change))
         if len(self._hosts) >= self.batch:
             await self._flush_hosts()
 

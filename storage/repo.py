@@ -115,7 +115,7 @@ class Repo:
         self._batch: ContextVar[_Batch | None] = ContextVar(f"batch-{id(self)}", default=None)
         # user rows this process has written, as written: the same again is not rewritten
         self._known_users: dict[int, tuple[UserTuple, float]] = {}
-        self._compiled: dict[Any, tuple[str, list[str], dict[str, Any]]] = {}
+        self._compiled: dict[Any, tuple[str, list[str]]] = {}
 
     @classmethod
     async def open(cls, url: str, *, upgrade: bool = True) -> Repo:
@@ -128,8 +128,7 @@ class Repo:
         await self.engine.dispose()
 
     def _insert(self, table: Any) -> Any:
-        tbl: Table = table.__table__
-        return (pg_insert if self.dialect == "postgresql" else sqlite_insert)(tbl)
+        return insert_for(self.dialect, table)
 
     async def _insert_many(
         self,
@@ -155,19 +154,9 @@ class Repo:
             done = stmt.values({name: bindparam(name) for name in rows[0]}).compile(
                 dialect=self.engine.dialect
             )
-            names = list(done.positiontup or ())
-            columns = model.__table__.c
-            # columns left out of the rows get their scalar default, as SQLAlchemy gives them
-            defaults = {
-                name: columns[name].default.arg
-                for name in names
-                if name not in rows[0] and columns[name].default is not None
-            }
-            compiled = self._compiled[key] = (str(done), names, defaults)
-        sql, names, defaults = compiled
-        await conn.exec_driver_sql(
-            sql, [tuple(row[n] if n in row else defaults[n] for n in names) for row in rows]
-        )
+            compiled = self._compiled[key] = (str(done), list(done.positiontup or ()))
+        sql, names = compiled
+        await conn.exec_driver_sql(sql, [tuple(row[n] for n in names) for row in rows])
 
     # ---- transactions and batches ----------------------------------------------------
 
@@ -394,17 +383,7 @@ class Repo:
             if is_duplicate(ev.kind, ts, around):
                 continue
             seen.append((str(ev.kind), ts))
-            new.append(
-                {
-                    "chat_id": ev.chat_id,
-                    "user_id": ev.user_id,
-                    "kind": str(ev.kind),
-                    "ts": ts,
-                    "seq": ev.seq,
-                    "source": ev.source,
-                    "invite_link": ev.invite_link,
-                }
-            )
+            new.append(membership_row(ev))
         if not new:
             return 0
         if len(new) == 1:  # rowcount tells whether another process stored it first
@@ -413,18 +392,14 @@ class Repo:
                 return 0
         else:
             await self._insert_many(conn, MembershipEventRow, new)
-        await conn.execute(
-            update(Chat)
-            .where(Chat.chat_id.in_(sorted({row["chat_id"] for row in new})))
-            .values(data_version=Chat.data_version + 1)
-        )
+        await self._bump(conn, *{row["chat_id"] for row in new})
         return len(new)
 
-    async def _bump(self, conn: AsyncConnection, chat_id: int | None = None) -> None:
-        """A new data version for one group's people (every group's, with None)."""
+    async def _bump(self, conn: AsyncConnection, *chat_ids: int) -> None:
+        """A new data version for these groups' people (every group's, with none named)."""
         stmt = update(Chat).values(data_version=Chat.data_version + 1)
-        if chat_id is not None:
-            stmt = stmt.where(Chat.chat_id == chat_id)
+        if chat_ids:
+            stmt = stmt.where(Chat.chat_id.in_(sorted(chat_ids)))
         await conn.execute(stmt)
 
     # ---- hosts -----------------------------------------------------------------------
@@ -474,18 +449,7 @@ class Repo:
             return
         await self._bump(conn, changes[0].chat_id)
         await conn.execute(
-            self._insert(HostEventRow).on_conflict_do_nothing(),
-            [
-                {
-                    "chat_id": c.chat_id,
-                    "user_id": c.user_id,
-                    "ts": to_ts(c.ts_utc),
-                    "seq": c.seq,
-                    "is_host": c.is_host,
-                    "source": c.source,
-                }
-                for c in changes
-            ],
+            self._insert(HostEventRow).on_conflict_do_nothing(), [host_row(c) for c in changes]
         )
 
     async def manual_hosts(self, chat_id: int) -> set[int]:
@@ -1030,6 +994,12 @@ class Repo:
         return out
 
 
+def insert_for(dialect: str, model: Any) -> Any:
+    """INSERT for the dialect, so `.on_conflict_do_nothing()` works on both databases."""
+    tbl: Table = model.__table__
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(tbl)
+
+
 def message_row(post: Post, reply: ReplyTarget | None, flag: str | None = None) -> dict[str, Any]:
     """The `messages` row of a post (flag: "is_response" or "is_discussion", if set)."""
     return {
@@ -1044,6 +1014,32 @@ def message_row(post: Post, reply: ReplyTarget | None, flag: str | None = None) 
         "is_question": post.is_question,
         "is_response": flag == "is_response",
         "is_discussion": flag == "is_discussion",
+    }
+
+
+def membership_row(ev: MembershipEvent) -> dict[str, Any]:
+    """The `membership_events` row of a join or leave (every column but the id)."""
+    return {
+        "chat_id": ev.chat_id,
+        "user_id": ev.user_id,
+        "kind": str(ev.kind),
+        "ts": to_ts(ev.ts_utc),
+        "seq": ev.seq,
+        "source": ev.source,
+        "invite_link": ev.invite_link,
+        "invite_link_name": None,
+        "via_join_request": False,
+    }
+
+
+def host_row(change: HostChange) -> dict[str, Any]:
+    return {
+        "chat_id": change.chat_id,
+        "user_id": change.user_id,
+        "ts": to_ts(change.ts_utc),
+        "seq": change.seq,
+        "is_host": change.is_host,
+        "source": change.source,
     }
 
 

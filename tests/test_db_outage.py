@@ -77,11 +77,10 @@ async def test_injected_outage_keeps_updates_and_stores_them_once(
     assert len(back_lines) == 1
 
 
-def _cluster_for(url: str) -> tuple[str, str] | None:
-    """(version, name) of the local Debian PostgreSQL cluster serving `url`, if any."""
+def _cluster_for(port: str) -> tuple[str, str] | None:
+    """(version, name) of the local Debian PostgreSQL cluster on `port`, if any."""
     if shutil.which("pg_lsclusters") is None or shutil.which("pg_ctlcluster") is None:
         return None
-    port = str(urlsplit(url.replace("+asyncpg", "")).port or 5432)
     out = subprocess.run(
         ["pg_lsclusters", "--no-header"], capture_output=True, text=True, check=False
     ).stdout
@@ -96,21 +95,13 @@ def _pg_ctl(cluster: tuple[str, str], action: str) -> None:
     subprocess.run(["pg_ctlcluster", *cluster, action], check=True, capture_output=True)
 
 
-def _wait_pg(cluster: tuple[str, str], timeout_s: float = 60) -> None:
+def _wait_pg(port: str, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        ready = subprocess.run(["pg_isready", "-q", "-p", str(_port(cluster))], check=False)
-        if ready.returncode == 0:
+        if subprocess.run(["pg_isready", "-q", "-p", port], check=False).returncode == 0:
             return
         time.sleep(0.2)
     raise AssertionError("PostgreSQL did not come back")
-
-
-def _port(cluster: tuple[str, str]) -> int:
-    out = subprocess.run(
-        ["pg_lsclusters", "--no-header", *cluster], capture_output=True, text=True, check=True
-    ).stdout
-    return int(out.split()[2])
 
 
 @pytest.mark.postgres
@@ -119,7 +110,8 @@ async def test_postgres_stopped_and_started_mid_stream_loses_nothing(
     tmp_path: Path, db_url: str
 ) -> None:
     assert PG_URL is not None
-    cluster = _cluster_for(PG_URL)
+    port = str(urlsplit(PG_URL.replace("+asyncpg", "")).port or 5432)
+    cluster = _cluster_for(port)
     if cluster is None:
         pytest.skip("no local Debian PostgreSQL cluster (pg_ctlcluster) serves the test URL")
     if os.geteuid() != 0 and os.environ.get("USER") != "postgres":
@@ -145,7 +137,7 @@ async def test_postgres_stopped_and_started_mid_stream_loses_nothing(
                 assert api.updates, "updates were confirmed while the database was down"
             finally:
                 _pg_ctl(cluster, "start")
-                _wait_pg(cluster)
+                _wait_pg(port)
             assert await asyncio.to_thread(api.wait_confirmed, 120), "did not catch up"
         finally:
             proc.terminate()
