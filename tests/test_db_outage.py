@@ -114,6 +114,8 @@ async def test_postgres_stopped_and_started_mid_stream_loses_nothing(
     cluster = _cluster_for(port)
     if cluster is None:
         pytest.skip("no local Debian PostgreSQL cluster (pg_ctlcluster) serves the test URL")
+    if os.environ.get("OPSBOT_TEST_PG_RESTART") != "1":
+        pytest.skip("stops and restarts the local PostgreSQL server: set OPSBOT_TEST_PG_RESTART=1")
     if os.geteuid() != 0 and os.environ.get("USER") != "postgres":
         pytest.skip("pg_ctlcluster needs root or the postgres user to stop the server")
     items, updates = day_updates(tmp_path)
