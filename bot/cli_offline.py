@@ -16,7 +16,11 @@ def add_offline_commands(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
     add_config: Callable[[argparse.ArgumentParser], None],
 ) -> None:
-    exp = sub.add_parser("export", help="CSV files of daily metrics and membership events")
+    exp = sub.add_parser(
+        "export",
+        help="CSV files of daily metrics and membership events",
+        epilog="The columns are the numbers defined in docs/metrics.md.",
+    )
     add_config(exp)
     exp.add_argument("--chat", type=int, required=True, metavar="ID", help="group chat id")
     exp.add_argument("--days", type=int, default=30, metavar="N", help="last N days (30)")
@@ -28,7 +32,9 @@ def add_offline_commands(
     chats.set_defaults(func=cmd_chats)
 
     demo = sub.add_parser(
-        "demo", help="build a synthetic group, import it, print its digest and retention"
+        "demo",
+        help="build a synthetic group up to now, import it, print yesterday's digest and tables",
+        epilog="What every number means: docs/metrics.md",
     )
     add_config(demo)
     demo.add_argument(
