@@ -754,7 +754,7 @@ class Repo:
                     MessageRow.role == Role.HOST,
                 )
             )
-            post_ts: dict[int | None, int] = dict(posts.tuples().all())
+            post_ts: dict[int | None, int] = {m: t for m, t in posts}
             if not post_ts:
                 return []
             replies = await conn.execute(
