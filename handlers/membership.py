@@ -116,7 +116,7 @@ async def on_service_members(update: Update, context: AppContext) -> None:
     await context.repo.record_users((u.id, u.is_bot, u.first_name, u.username) for u in people)
     sender = msg.from_user.id if msg.from_user is not None else None
     for user in joined:
-        adder = sender if sender is not None and sender != user.id else None
+        source, inviter = service_join_source(sender, user.id)
         await context.repo.record_membership(
             MembershipEvent(
                 msg.chat.id,
@@ -125,8 +125,8 @@ async def on_service_members(update: Update, context: AppContext) -> None:
                 msg.date,
                 msg.message_id,
                 "service",
-                join_source="added" if adder is not None else "direct",
-                inviter_id=adder,
+                join_source=source,
+                inviter_id=inviter,
             )
         )
     if left is not None:
@@ -135,3 +135,11 @@ async def on_service_members(update: Update, context: AppContext) -> None:
                 msg.chat.id, left.id, MemberKind.LEAVE, msg.date, msg.message_id, "service"
             )
         )
+
+
+def service_join_source(sender: int | None, newcomer: int) -> tuple[str, int | None]:
+    """A join seen only as a `new_chat_members` message has no link and no request flag:
+    `added` by its sender when that is someone else, else `direct` (SPEC 12)."""
+    if sender is not None and sender != newcomer:
+        return "added", sender
+    return "direct", None

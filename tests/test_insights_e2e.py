@@ -374,3 +374,56 @@ async def test_the_same_join_from_two_sources_keeps_the_richer(repo: Repo) -> No
         for e in (await repo.history(-1)).membership
     }
     assert rows == {50: ("chat_member", "link:ads", 7, 0), 51: ("chat_member", "request", 1, 0)}
+
+
+async def test_two_sources_of_one_join_in_one_batch_keep_the_richer(repo: Repo) -> None:
+    async with repo.batch():
+        await repo.record_membership(ev("service", 0, "added", 9))
+        await repo.record_membership(ev("chat_member", 2, "link:ads", 7))
+    [row] = (await repo.history(-1)).membership
+    assert (row.source, row.join_source, row.inviter_id) == ("chat_member", "link:ads", 7)
+
+
+def kolkata_export() -> dict[str, Any]:
+    """Member messages either side of Tuesday 00:00 in Kolkata (18:30 UTC on Monday), and
+    a host post in each hour, one of them answered by two members, one the next day."""
+
+    def dt(utc: str) -> int:
+        return int(datetime.fromisoformat(utc + "+00:00").timestamp()) - T0
+
+    return ef.chat(
+        [
+            ef.create_group(1, dt("2026-11-16T12:00:00"), HOST, ["Host", "Ann", "Ben"]),
+            ef.message(2, dt("2026-11-16T18:29:59"), ANN, "late"),  # Mon 23:59:59
+            ef.message(3, dt("2026-11-16T18:30:00"), ANN, "early"),  # Tue 00:00
+            ef.message(4, dt("2026-11-16T18:44:00"), HOST, "good night"),  # Tue 00:14
+            ef.message(5, dt("2026-11-16T18:45:00"), BEN, "night", reply_to=4),
+            ef.message(6, dt("2026-11-17T18:44:00"), ANN, "next day", reply_to=4),  # 24 h
+            ef.message(7, dt("2026-11-17T18:44:01"), BEN, "too late", reply_to=4),
+            ef.message(8, dt("2026-11-16T18:20:00"), HOST, "evening"),  # Mon 23:50
+        ]
+    )
+
+
+async def test_hours_of_a_half_hour_offset_zone_from_the_database(
+    tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "kolkata.toml"
+    cfg.write_text(f'[storage]\nurl = "{db_url}"\n[defaults]\ntimezone = "Asia/Kolkata"\n')
+    export = ef.write(tmp_path, kolkata_export())
+    code, _, err = await cli(capsys, "import", str(export), "--host", "1", "--config", str(cfg))
+    assert code == 0, err
+    args = ("insights", "--chat", str(CHAT_ID), "--from", "2026-11-16", "--to", "2026-11-17")
+    code, out, _ = await cli(capsys, *args, "--json", "--config", str(cfg))
+    assert code == 0
+    hours = json.loads(out)["hours"]
+    cells = {(d, h): n for d, row in enumerate(hours["messages"]) for h, n in enumerate(row) if n}
+    # Tue 00:00: Ann's early and Ben's reply; the late replies (Wed 00:14) are after B
+    assert cells == {(0, 23): 1, (1, 0): 2}
+    means = {
+        (d, h): m
+        for d, row in enumerate(hours["responders_per_host_post"])
+        for h, m in enumerate(row)
+        if m is not None
+    }
+    assert means == {(0, 23): 0.0, (1, 0): 2.0}  # Ben, and Ann at exactly 24 h

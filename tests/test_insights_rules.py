@@ -13,7 +13,7 @@ from bot import insights
 from bot.events import ActivityMark, HostChange, Level, MemberKind, MembershipEvent
 from bot.importer import ServiceItem, import_join_source
 from bot.metrics import GroupHistory
-from handlers.membership import join_source
+from handlers.membership import join_source, service_join_source
 from tests import tg
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -104,6 +104,11 @@ def test_joining_on_ones_own_without_a_link_is_direct() -> None:
     assert join_source(update(NEW)) == ("direct", None)
     # a chat folder link carries no invite_link: direct too
     assert join_source(update(NEW, via_chat_folder_invite_link=True)) == ("direct", None)
+
+
+def test_a_join_seen_only_as_a_service_message_is_added_or_direct() -> None:
+    assert service_join_source(20, 50) == ("added", 20)
+    assert service_join_source(50, 50) == ("direct", None)
 
 
 def service_item(action: str, actor: int | None, name: str | None = "X") -> ServiceItem:
