@@ -20,12 +20,13 @@ async def insights_report(
     data = await service.load_group(repo, config, chat_id, day_from, day_to, active=False)
     h, settings = data.history, data.settings
     act_days = settings.activation_days
-    cohort = insights.entries(h, day_from, day_to)
-    # referral joins that can count for the funnel: up to the end of the last window
+    # cohort entries of A..B, and the later joins that can be referrals in the funnel (up
+    # to the end of the last activation window)
     today = metrics.local_day(now, h.tz)
-    later = insights.entries(
-        h, day_to + timedelta(days=1), min(day_to + timedelta(days=act_days - 1), today)
+    joins = insights.entries(
+        h, day_from, max(day_to, min(day_to + timedelta(days=act_days - 1), today))
     )
+    cohort = [e for e in joins if e.day <= day_to]
     lo = metrics.local_day_bounds(day_from, h.tz)[0]
     hi = metrics.local_day_bounds(day_to, h.tz)[1]
     marks = insights.Marks(await repo.activity_of(chat_id, {e.user_id for e in cohort}, lo))
@@ -45,7 +46,7 @@ async def insights_report(
         "sources": insights.by_source(h, cohort, settings.windows, marks, act_days, now),
         "referral": insights.referral(h, cohort, day_from, day_to),
         "funnel": insights.funnel(
-            h, cohort, insights.referrals_by_inviter([*cohort, *later]), marks, act_days, now
+            h, cohort, insights.referrals_by_inviter(joins), marks, act_days, now
         ),
         "hours": hours,
         "quiet": [

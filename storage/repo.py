@@ -697,27 +697,26 @@ class Repo:
     async def activity_of(
         self, chat_id: int, user_ids: Iterable[int], since_utc: datetime
     ) -> list[ActivityMark]:
-        """Every activity mark of these people from `since_utc` on."""
-        out: list[ActivityMark] = []
+        """Every activity mark of these people from `since_utc` on: one index range scan
+        per level (a long IN list per chunk of people would rescan the range each time)."""
+        people = set(user_ids)
+        if not people:
+            return []
         async with self._connect() as conn:
-            for chunk in _chunks(sorted(set(user_ids))):
-                rows = await conn.execute(
-                    select(
-                        ActivityRow.user_id,
-                        ActivityRow.level,
-                        ActivityRow.ts,
-                        ActivityRow.message_id,
-                    ).where(
-                        ActivityRow.chat_id == chat_id,
-                        ActivityRow.user_id.in_(chunk),
-                        ActivityRow.ts >= to_ts(since_utc),
-                    )
+            rows = await conn.execute(
+                select(
+                    ActivityRow.user_id, ActivityRow.level, ActivityRow.ts, ActivityRow.message_id
+                ).where(
+                    ActivityRow.chat_id == chat_id,
+                    ActivityRow.level.in_([str(level) for level in Level]),
+                    ActivityRow.ts >= to_ts(since_utc),
                 )
-                out += [
-                    ActivityMark(chat_id, u, Level(level), from_ts(ts), mid)
-                    for u, level, ts, mid in rows
-                ]
-        return out
+            )
+            return [
+                ActivityMark(chat_id, u, Level(level), from_ts(ts), mid)
+                for u, level, ts, mid in rows
+                if u in people
+            ]
 
     async def member_message_counts(
         self, chat_id: int, start_utc: datetime, end_utc: datetime, bucket_s: int = 900
@@ -747,30 +746,33 @@ class Repo:
         within 0..within_s seconds (replies after `end` included)."""
         async with self._connect() as conn:
             posts = await conn.execute(
-                select(MessageRow.message_id, MessageRow.ts).where(
+                select(MessageRow.message_id, MessageRow.ts)
+                .where(
                     MessageRow.chat_id == chat_id,
                     MessageRow.ts >= to_ts(start_utc),
                     MessageRow.ts < to_ts(end_utc),
                     MessageRow.role == Role.HOST,
                 )
+                .order_by(MessageRow.ts)
             )
             post_ts: dict[int | None, int] = {m: t for m, t in posts}
-            if not post_ts:
-                return []
-            replies = await conn.execute(
-                select(MessageRow.reply_to_message_id, MessageRow.sender_id, MessageRow.ts).where(
-                    MessageRow.chat_id == chat_id,
-                    MessageRow.ts >= min(post_ts.values()),
-                    MessageRow.ts <= max(post_ts.values()) + within_s,
-                    MessageRow.role == Role.MEMBER,
-                    MessageRow.reply_to_message_id.is_not(None),
-                )
-            )
             responders: dict[int | None, set[int]] = {m: set() for m in post_ts}
-            for target, sender, ts in replies:  # the query keeps replies only: target set
-                t0 = post_ts.get(target)
-                if t0 is not None and sender is not None and 0 <= ts - t0 <= within_s:
-                    responders[target].add(sender)
+            for chunk in _chunks(list(post_ts)):  # in time order: together, one pass
+                replies = await conn.execute(
+                    select(
+                        MessageRow.reply_to_message_id, MessageRow.sender_id, MessageRow.ts
+                    ).where(
+                        MessageRow.chat_id == chat_id,
+                        MessageRow.ts >= post_ts[chunk[0]],
+                        MessageRow.ts <= post_ts[chunk[-1]] + within_s,
+                        MessageRow.role == Role.MEMBER,
+                        MessageRow.reply_to_message_id.in_(chunk),
+                    )
+                )
+                for target, sender, ts in replies:
+                    t0 = post_ts[target]
+                    if sender is not None and 0 <= ts - t0 <= within_s:
+                        responders[target].add(sender)
         return [(from_ts(post_ts[m]), len(who)) for m, who in responders.items()]
 
     async def user_profiles(
