@@ -89,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="a bot's user id (repeatable): exports have no bot flag",
     )
+    imp.add_argument(
+        "--linked-channel",
+        type=_channel_id,
+        metavar="ID",
+        help="the group's linked channel: its Bot API id (-100…) or the export's id "
+        "(123 or channel123). Default: the one the bot already knows for the group, else "
+        "the channel whose automatic forwards the export shows",
+    )
     imp.set_defaults(func=cmd_import)
 
     from bot.cli_offline import add_offline_commands
@@ -148,6 +156,15 @@ def cmd_report(args: argparse.Namespace, config: Config) -> int:
     return asyncio.run(main())
 
 
+def _channel_id(text: str) -> int:
+    from bot.importer import linked_channel_id
+
+    try:
+        return linked_channel_id(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def cmd_import(args: argparse.Namespace, config: Config) -> int:
     from pathlib import Path
 
@@ -165,6 +182,7 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
                 export_tz=args.export_timezone,
                 hosts=args.host,
                 bots=args.bot,
+                linked_channel=args.linked_channel,
             )
         finally:
             await repo.close()
