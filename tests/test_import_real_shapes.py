@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 
 from bot.cli import main
-from bot.events import HostChange, MemberKind, MembershipEvent, Post, Role
 from bot.importer import NAME_ONLY_BASE, name_only_id
 from storage.repo import Repo
 from tests import export_factory as ef
+from tests import tg
+from tests.botapi_server import BOT_ID, FakeBotAPI
+from tests.e2e import bot_running, make_config, settle
 from tests.export_factory import at
 
 CHAT = -1004242  # the factory's private_supergroup 4242
@@ -150,19 +152,30 @@ async def test_a_name_shown_with_an_id_elsewhere_in_the_export_is_that_person(
 async def test_a_name_the_database_knows_in_the_group_is_that_user(
     tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = await Repo.open(db_url)
-    try:  # the live bot saw Zoe Lee (77) join the day before, and another Zoe Lee elsewhere
-        await repo.ensure_chat(CHAT, "Camp", "supergroup")
-        await repo.start_tracking(CHAT, at(-2 * 86400), 2)
-        await repo.set_host(HostChange(CHAT, 1, at(-2 * 86400), True, 0, "admins"))
-        await repo.record_users([(77, False, "Zoe Lee", None), (78, False, "Zoe Lee", None)])
-        await repo.record_membership(
-            MembershipEvent(CHAT, 77, MemberKind.JOIN, at(-86400), 1, "chat_member")
+    # the live bot, added two days before, saw Zoe Lee (77) join the day before, and
+    # another Zoe Lee (78) join another group
+    api = FakeBotAPI().start()
+    try:
+        camp, elsewhere = tg.group(CHAT, "Camp"), tg.group(-1009, "Elsewhere")
+        host, bot = tg.user(1, "Host"), tg.user(BOT_ID, "opsbot", True)
+        zoe, other = (
+            {"id": u, "is_bot": False, "first_name": "Zoe", "last_name": "Lee"} for u in (77, 78)
         )
-        await repo.ensure_chat(-1009, "Elsewhere", "supergroup")
-        await repo.record_post(Post(-1009, 1, at(-86400), Role.MEMBER, 78), None, 600)
+        api.admins[CHAT] = [tg.member(host, "creator"), tg.member(bot, "administrator")]
+        api.member_counts[CHAT] = 4  # the bot, the host and two members
+        t = int(at(0).timestamp())
+        async with bot_running(make_config(api, db_url)):
+            for group, who in ((camp, zoe), (elsewhere, other)):
+                added = (tg.member(bot, "left"), tg.member(bot, "administrator"))
+                api.push(
+                    tg.chat_member(group, host, t - 2 * 86400, *added, mine=True),
+                    tg.chat_member(
+                        group, who, t - 86400, tg.member(who, "left"), tg.member(who, "member")
+                    ),
+                )
+            await settle(api)
     finally:
-        await repo.close()
+        api.stop()
     items = [
         ef.message(1, 0, HOST, "Day 2: reply with your goal"),
         ef.message(2, 60, ANN, "done", reply_to=1),
