@@ -724,6 +724,13 @@ async def test_full_account_export_one_group(repo: Repo, tmp_path: Path, chat_id
     assert (await repo.counts())["chats"] == 1
     with pytest.raises(ExportError, match="no group with id 12345"):
         await import_export(repo, CONFIG, path, chat_id=12345)
+    # one group's linked channel: with every group of the account, nothing is imported
+    before = await repo.counts()
+    with pytest.raises(ExportError, match="--linked-channel is one group's"):
+        await import_export(repo, CONFIG, path, linked_channel=-100555)
+    assert await repo.counts() == before
+    [s] = await import_export(repo, CONFIG, path, chat_id=chat_id, linked_channel=-100555)
+    assert (s.linked, s.linked_by) == (-100555, "flag")
 
 
 async def test_single_chat_export_chat_id_overrides(repo: Repo, tmp_path: Path) -> None:

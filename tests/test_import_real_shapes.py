@@ -177,13 +177,17 @@ async def test_a_name_the_database_knows_in_the_group_is_that_user(
     finally:
         api.stop()
     items = [
-        ef.message(1, 0, HOST, "Day 2: reply with your goal"),
-        ef.message(2, 60, ANN, "done", reply_to=1),
-        ef.remove(3, 600, HOST, [ZOE[0]]),  # Zoe Lee is removed: the user 77
+        # the export goes back to Zoe's join, named only (the host added her): the live
+        # bot saw it (20 s off): stored once
+        ef.invite(1, 20 - 86400, HOST, [ZOE[0]]),
+        ef.message(2, 0, HOST, "Day 2: reply with your goal"),
+        ef.message(3, 60, ANN, "done", reply_to=2),
+        ef.remove(4, 600, HOST, [ZOE[0]]),  # Zoe Lee is removed: the user 77
     ]
     cli = Cli(tmp_path, db_url)
     summary = await cli.import_(capsys, items)
     assert "by name   1 people known by name only (1 matched a known user)" in summary
+    assert "skipped   1 × joins/leaves already stored (same event within 60 s)" in summary
     report = numbers(await cli.report(capsys))
     # Ann was a member from before; baseline 2 (the live bot's) + Zoe's join = 3 in at
     # the start of the day; Zoe's cohort (the day before) is lost at the end of today
