@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bot.cli import main
-from bot.importer import NAME_ONLY_BASE, name_only_id
+from bot.importer import NAME_ONLY_BASE, automatic_forward, linked_channel_id, name_only_id
 from storage.repo import Repo
 from tests import export_factory as ef
 from tests import tg
@@ -343,3 +343,26 @@ async def test_the_flag_wins_over_forwards_and_bad_ids_change_nothing(
     # Ben's reply to Deals is a response; Deals at +520 closes Cat's question window,
     # News at +250 does not close Ben's: Ann's +300 s message answers Ben
     assert numbers(await cli.report(capsys)) == LINKED
+
+
+def test_what_counts_as_an_automatic_forward() -> None:
+    news = ef.auto_forward(1, 0, NEWS)
+    assert automatic_forward(news, 4242) == 555
+    assert automatic_forward(ef.chat_post(2, 0, "channel555", NEWS[0]), 4242) is None  # as it
+    shared = ef.message(3, 0, ANN, "look") | {"forwarded_from": NEWS[0]}  # a member's forward
+    assert automatic_forward(shared, 4242) is None
+    other = ef.chat_post(4, 0, "channel999", ADS[0]) | {"forwarded_from": NEWS[0]}
+    assert automatic_forward(other, 4242) is None  # a channel forwarding another's post
+    own = ef.chat_post(5, 0, "channel4242", "Camp") | {"forwarded_from": "Camp"}
+    assert automatic_forward(own, 4242) is None  # the group itself (anonymous admins)
+
+
+def test_linked_channel_ids_and_name_only_ids() -> None:
+    assert {linked_channel_id(t) for t in ("-100555", "555", "channel555", " 555 ")} == {-100555}
+    for bad in ("-555", "0", "news", "", "user555"):
+        with pytest.raises(ValueError, match="expected a channel id"):
+            linked_channel_id(bad)
+    zoe = name_only_id(CHAT, "Zoe Lee")
+    assert zoe == name_only_id(CHAT, "Zoe Lee")  # stable: the same person on every import
+    assert len({zoe, name_only_id(CHAT, "Yan"), name_only_id(-1009, "Zoe Lee")}) == 3
+    assert NAME_ONLY_BASE <= zoe < 2**63  # a BIGINT, and no Telegram user id (< 2**52)
