@@ -142,7 +142,7 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
             )
             chart = out / "trend_retention_day1.png"
             chart.write_bytes(
-                charts.trend_png("retention_day1", series, target, settings.language)
+                charts.trend_png("retention_day1", series, target, settings.language, spec.title)
             )
             print(f"\n3. trend chart: {chart}")
             print(f"   more: opsbot report --chat {chat_id} --json --config {out / 'config.toml'}")
