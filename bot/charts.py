@@ -106,8 +106,8 @@ def _style() -> Iterator[None]:
     font = cjk_font()
     with matplotlib.rc_context(
         {
-            "font.family": "sans-serif",
-            "font.sans-serif": [font, "DejaVu Sans"] if font else ["DejaVu Sans"],
+            # concrete names, not "sans-serif": a text keeps them when drawn later
+            "font.family": [font, "DejaVu Sans"] if font else ["DejaVu Sans"],
             "font.size": 9,
             "axes.edgecolor": COLOURS["grid"],
             "axes.labelcolor": COLOURS["muted"],
