@@ -33,17 +33,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CJK_FONTS = (
+CJK_FONTS = (  # Linux packages first, then what macOS ships
     "Noto Sans CJK SC",
     "Noto Sans SC",
+    "Noto Sans CJK JP",  # the first face of Debian's fonts-noto-cjk collection; has hanzi
     "WenQuanYi Micro Hei",
     "WenQuanYi Zen Hei",
     "Source Han Sans SC",
-    "PingFang SC",
-    "Hiragino Sans GB",
-    "Heiti SC",
     "Droid Sans Fallback",
     "AR PL UMing CN",
+    "PingFang SC",
+    "Hiragino Sans GB",
+    "Heiti TC",
+    "STHeiti",
+    "Songti SC",
+    "Arial Unicode MS",
 )
 SIZE = (7.2, 4.2)  # inches; at 150 dpi a 1080-pixel-wide image, sharp on a phone
 DPI = 150
