@@ -75,7 +75,8 @@ def cjk_font() -> str | None:
 def _warn_no_cjk() -> None:
     log.warning(
         "no CJK font installed: charts use English titles "
-        "(Debian/Ubuntu: apt install fonts-wqy-microhei or fonts-noto-cjk; macOS has PingFang SC)"
+        "(Debian/Ubuntu: apt-get install fonts-wqy-microhei or fonts-noto-cjk; macOS: "
+        "Arial Unicode MS or Heiti, or brew install --cask font-noto-sans-cjk-sc)"
     )
 
 
@@ -288,7 +289,9 @@ def trend_figure(
                 fontsize=12,
                 gid="no-data",
             )
-        ax.set_ylim(0, 105)
+        # low rates (active members are often 10-30 %) get the height, not an empty top
+        highest = max([p.value for p in points if p.value is not None] + [target or 0])
+        ax.set_ylim(0, min(105, max(10, highest * 100 * 1.25)))
         ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
         date_axis(ax, first, last)
         handles, labels = ax.get_legend_handles_labels()

@@ -344,7 +344,8 @@ def check_font(
     return Line(
         False,
         "CJK font: none, so charts fall back to English titles: install fonts-noto-cjk or "
-        "fonts-wqy-microhei (Debian/Ubuntu), or on macOS use the built-in PingFang SC; then "
+        "fonts-wqy-microhei (Debian/Ubuntu); on macOS Arial Unicode MS or Heiti, or brew install "
+        "--cask font-noto-sans-cjk-sc; then "
         f"remove matplotlib's font cache ({_font_cache()})",
     )
 
