@@ -106,5 +106,8 @@ async def on_trend(update: Update, context: AppContext, call: GroupCall) -> None
     png = charts.trend_png(metric, series, target, call.lang, call.title or str(call.chat_id))
     assert update.effective_message is not None
     await update.effective_message.reply_photo(
-        png, caption=t(call.lang, "trend_caption", metric=metric, days=days)
+        png,
+        caption=t(
+            call.lang, "trend_caption", metric=charts.metric_name(metric, call.lang), days=days
+        ),
     )

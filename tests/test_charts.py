@@ -133,6 +133,14 @@ def test_pending_days_are_hollow_and_dashed_apart_from_final_ones() -> None:
     assert "Pending (not final)" in [t.get_text() for t in fig.legends[0].get_texts()]
 
 
+def test_low_rates_get_the_height() -> None:
+    series = [p._replace(value=(p.value or 0) / 4) for p in points(30)]  # 15 % .. 24 %
+    fig = charts.trend_figure("response_rate", series, 0.2, "en", "G")
+    assert fig.axes[0].get_ylim() == (0, pytest.approx(0.2375 * 125))
+    fig = charts.trend_figure("retention_day1", points(30), 0.8, "en", "G")
+    assert fig.axes[0].get_ylim() == (0, 105)
+
+
 def test_a_chart_without_any_value_says_so() -> None:
     series = [TrendPoint(LAST - timedelta(days=i), None, 0, False) for i in range(7)]
     fig = charts.trend_figure("retention_day1", series[::-1], 0.8, "zh", "G")
@@ -281,7 +289,7 @@ async def test_trend_command_chart_names_the_group_and_shows_samples(
     assert heights == [0, 0, 3, 0, 0, 0, 0]  # the cohort of 4 days ago: 3 matured joins
     [missed] = by_gid(fig, "missed")  # 2 of 3 stayed: 66.7 % < 80 %
     assert [round(y, 1) for y in missed.get_ydata()] == [66.7]  # type: ignore[attr-defined]
-    assert photo.params["caption"]  # the caption is still sent with it
+    assert photo.params["caption"] == "次日留存，最近 7 天"
 
 
 def charted(figures: list[Figure], subtitle: str) -> list[Figure]:
