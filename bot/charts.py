@@ -11,7 +11,7 @@ import io
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import date
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -56,6 +56,7 @@ COLOURS = {
     "target": "#e8590c",
     "missed": "#d62828",
     "pending": "#868e96",
+    "pending-band": "#f1f3f5",
     "sample": "#ced4da",
     "text": "#212529",
     "muted": "#6c757d",
@@ -155,10 +156,9 @@ def date_axis(ax: Axes, first: date, last: date) -> None:
     # numeric dates read the same in zh and en; months only on a long range
     fmt = "%m-%d" if (last - first).days <= 180 else "%Y-%m"
     ax.xaxis.set_major_formatter(mdates.DateFormatter(fmt))  # type: ignore[no-untyped-call]
-    ax.set_xlim(
-        mdates.date2num(first - timedelta(hours=12)),  # type: ignore[no-untyped-call]
-        mdates.date2num(last + timedelta(hours=12)),  # type: ignore[no-untyped-call]
-    )
+    # half a day of room at both ends: the first and last bars and markers are whole
+    start, end = mdates.date2num([first, last])  # type: ignore[no-untyped-call]
+    ax.set_xlim(start - 0.5, end + 0.5)
 
 
 def png(fig: Figure) -> bytes:
@@ -225,24 +225,27 @@ def trend_figure(
             idx = ([start] if start is not None else []) + [
                 i for i in pending if points[i].value is not None
             ]
-            ax.plot(
-                [x[i] for i in idx],
-                [_pct(points[i].value) for i in idx],
-                linestyle="--",
-                marker="o",
-                markersize=dot + 1,
-                markevery=[j for j, i in enumerate(idx) if i != start],
-                markerfacecolor="white",
-                color=COLOURS["pending"],
-                linewidth=1.5,
-                label=t(lang, "chart_pending"),
-                gid="pending",
-            )
-            ax.axvspan(
+            valued = any(i != start for i in idx)
+            if valued:
+                ax.plot(
+                    [x[i] for i in idx],
+                    [_pct(points[i].value) for i in idx],
+                    linestyle="--",
+                    marker="o",
+                    markersize=dot + 1,
+                    markevery=[j for j, i in enumerate(idx) if i != start],
+                    markerfacecolor="white",
+                    color=COLOURS["pending"],
+                    linewidth=1.5,
+                    label=t(lang, "chart_pending"),
+                    gid="pending",
+                )
+            ax.axvspan(  # the legend names the band when no pending day has a value yet
                 x[pending[0]] - 0.5,
                 x[pending[-1]] + 0.5,
-                color="#f1f3f5",
+                color=COLOURS["pending-band"],
                 zorder=0,
+                label="_" if valued else t(lang, "chart_pending"),
                 gid="pending-span",
             )
         if target is not None:

@@ -141,6 +141,16 @@ def test_low_rates_get_the_height() -> None:
     assert fig.axes[0].get_ylim() == (0, 105)
 
 
+def test_pending_days_without_any_value_are_a_labelled_band() -> None:
+    series = points(10, pending=2)
+    series[-2:] = [p._replace(value=None, n=0) for p in series[-2:]]
+    fig = charts.trend_figure("retention_day1", series, 0.8, "zh", "G")
+    assert by_gid(fig, "pending") == []
+    [band] = by_gid(fig, "pending-span")
+    assert band.get_label() == "待定（尚未完结）"
+    assert "待定（尚未完结）" in [t.get_text() for t in fig.legends[0].get_texts()]
+
+
 def test_a_chart_without_any_value_says_so() -> None:
     series = [TrendPoint(LAST - timedelta(days=i), None, 0, False) for i in range(7)]
     fig = charts.trend_figure("retention_day1", series[::-1], 0.8, "zh", "G")
@@ -168,6 +178,14 @@ def test_date_labels_never_overlap(lang: str, days: int) -> None:
     assert 3 <= len(boxes) <= charts.MAX_TICKS + 1
     for a, b in itertools.pairwise(sorted(boxes, key=lambda box: box.x0)):
         assert a.x1 < b.x0, (days, lang)
+
+
+def test_first_and_last_day_are_drawn_whole() -> None:
+    fig = charts.trend_figure("retention_day1", points(7), 0.8, "en", "G")
+    lo, hi = fig.axes[0].get_xlim()
+    bars = [b for b in by_gid(fig, "sample") if isinstance(b, Rectangle)]
+    assert lo < bars[0].get_x()
+    assert bars[-1].get_x() + bars[-1].get_width() < hi
 
 
 def test_png_bytes_are_a_phone_sized_image() -> None:
