@@ -1,4 +1,4 @@
-"""`opsbot run | db | report | import | export | demo` — the command line (SPEC 8)."""
+"""`opsbot run | db | report | import | export | demo` — the command line."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="opsbot",
         description="Telegram bot for operations groups: retention and active-member rates.",
+        epilog="What every number means, with worked examples: docs/metrics.md",
     )
     parser.add_argument("--version", action="version", version=f"opsbot {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -39,7 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(dbp)
     dbp.add_argument("action", choices=["upgrade", "status"])
     dbp.set_defaults(func=cmd_db)
-    rep = sub.add_parser("report", help="the digest of a day on the terminal (--json: SPEC 8)")
+    rep = sub.add_parser(
+        "report",
+        help="the digest of a day on the terminal (fields: docs/metrics.md)",
+        epilog="Every field of the digest and of --json is defined in docs/metrics.md.",
+    )
     _add_config(rep)
     rep.add_argument("--chat", type=int, required=True, metavar="ID", help="group chat id")
     rep.add_argument(
@@ -47,7 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="YYYY-MM-DD",
         help="local day in the group's timezone (default: yesterday)",
     )
-    rep.add_argument("--json", action="store_true", help="print the JSON structure")
+    rep.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object (its fields: docs/metrics.md, section 'The daily digest')",
+    )
     rep.set_defaults(func=cmd_report)
 
     imp = sub.add_parser("import", help="back-fill from a Telegram Desktop export (result.json)")
