@@ -23,6 +23,9 @@ TIMEOUT_S = 15.0
 NO_RIGHTS = "no particular right is needed"
 
 
+Groups = dict[int, tuple[str | None, str | None, str | None]]  # id -> title, timezone, language
+
+
 @dataclass(frozen=True, slots=True)
 class Line:
     ok: bool
@@ -37,7 +40,7 @@ class Stored:
     """What the database says: schema revisions, and the groups with their own settings."""
 
     lines: list[Line]
-    groups: dict[int, tuple[str | None, str | None, str | None]]  # id -> title, tz, language
+    groups: Groups
 
 
 def add_check_command(
@@ -76,9 +79,7 @@ async def run_checks(config: Config) -> list[Line]:
 # ---- Telegram ------------------------------------------------------------------------
 
 
-async def check_telegram(
-    config: Config, stored: dict[int, tuple[str | None, str | None, str | None]]
-) -> list[Line]:
+async def check_telegram(config: Config, stored: Groups) -> list[Line]:
     if not config.token:
         return [
             Line(
@@ -146,7 +147,12 @@ def privacy_line(me: User) -> Line:
 
 
 async def updates_line(bot: Bot, config: Config) -> Line:
-    info = await bot.get_webhook_info()
+    try:
+        info = await bot.get_webhook_info()
+    except TelegramError as exc:
+        return Line(
+            False, f"chat_member updates: getWebhookInfo failed ({exc.message}): try again"
+        )
     if config.mode == "polling":
         note = ""
         if info.url:
@@ -306,9 +312,7 @@ async def check_database(config: Config) -> Stored:
     return Stored([Line(True, f"database: {url} reachable, schema up to date ({head})")], groups)
 
 
-def check_timezones(
-    config: Config, stored: dict[int, tuple[str | None, str | None, str | None]]
-) -> Line:
+def check_timezones(config: Config, stored: Groups) -> Line:
     bad = []
     names = {config.defaults.timezone, *(s.timezone for s in config.groups.values())}
     for chat_id, (_, tz, _) in stored.items():
@@ -329,9 +333,7 @@ def check_timezones(
     return Line(True, f"timezones: {', '.join(sorted(names))} valid")
 
 
-def check_font(
-    config: Config, stored: dict[int, tuple[str | None, str | None, str | None]]
-) -> Line:
+def check_font(config: Config, stored: Groups) -> Line:
     from bot import charts
 
     font = charts.cjk_font()

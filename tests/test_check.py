@@ -356,3 +356,15 @@ def test_version_prints_the_package_version() -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0
+
+
+def test_a_telegram_error_on_a_later_call_is_a_line_not_a_traceback(
+    tmp_path: Path, api: FakeBotAPI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    upgraded(tmp_path)
+    api.fail_next("getWebhookInfo", error_code=400, description="Bad Request: try later")
+    code, lines = check(write_config(tmp_path, api), capsys)
+    assert code == 1
+    assert line(lines, "chat_member updates:") == (
+        "❌ chat_member updates: getWebhookInfo failed (Try later): try again"
+    )
