@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Telegram bot for operations groups: retention and active-member rates.",
         epilog="What every number means, with worked examples: docs/metrics.md",
     )
+    parser.add_argument("--version", action="version", version=f"opsbot {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the bot (long polling, or webhook per config)")
@@ -102,7 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
     from bot.cli_offline import add_offline_commands
 
     add_offline_commands(sub, _add_config)
+    from bot.check import add_check_command
+
+    add_check_command(sub, _add_config)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("opsbot")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def cmd_report(args: argparse.Namespace, config: Config) -> int:

@@ -152,7 +152,7 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
                 repo, config, chat_id, "retention_day1", 30, now
             )
             chart = out / "trend_retention_day1.png"
-            chart.write_bytes(charts.trend_png("retention_day1", series, target, lang))
+            chart.write_bytes(charts.trend_png("retention_day1", series, target, lang, spec.title))
             print(f"\n3. trend chart (/trend retention_day1 30): {chart}")
             print(f"   more: opsbot report --chat {chat_id} --json --config {out / 'config.toml'}")
             print("   what every number means: docs/metrics.md")
