@@ -80,11 +80,13 @@ PG_TRANSIENT = ("08", "53", "58", "40001", "40P01", "40003", "55P03", "57P01", "
 def is_transient(exc: BaseException | None) -> bool:
     """True if the error is the database (or the network to it) being unavailable for a
     while: the update is kept and retried. Anything else is the update's own failure.
-    Looks through SQLAlchemy's wrapper (`orig`) and explicit causes (`__cause__`)."""
+    Looks through SQLAlchemy's wrapper (`orig`) and explicit causes (`__cause__`), but not
+    into a Telegram error: a reply that timed out may have been sent, and a handler run
+    again would send it twice."""
     todo, seen = [exc], set()
     while todo:
         e = todo.pop()
-        if e is None or id(e) in seen:
+        if e is None or id(e) in seen or isinstance(e, TelegramError):
             continue
         seen.add(id(e))
         if _transient_itself(e):

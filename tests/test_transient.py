@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import create_async_engine
+from telegram.error import NetworkError, TimedOut
 
 from bot.ingest import is_transient
 from storage.repo import Repo
@@ -84,6 +85,26 @@ def test_an_explicit_cause_counts_an_implicit_context_does_not() -> None:
 
     assert is_transient(caught(chained))
     assert not is_transient(caught(while_handling))
+
+
+def test_telegram_errors_are_not_the_database() -> None:
+    """A handler's call to Telegram that failed on the network (as PTB raises it, from the
+    socket error): its reply may have been sent, so the update is not run again."""
+
+    def reply_timed_out() -> None:
+        try:
+            raise TimeoutError("The read operation timed out")
+        except TimeoutError as exc:
+            raise TimedOut("Timed out") from exc
+
+    def reply_refused() -> None:
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except ConnectionRefusedError as exc:
+            raise NetworkError("httpx.ConnectError: All connection attempts failed") from exc
+
+    assert not is_transient(caught(reply_timed_out))
+    assert not is_transient(caught(reply_refused))
 
 
 async def test_sqlite_locked_is_transient_a_broken_statement_is_not(tmp_path: Path) -> None:
