@@ -14,6 +14,7 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -30,6 +31,7 @@ from tests import tg
 from tests.botapi_server import BOT_ID, TOKEN, FakeBotAPI
 from tests.e2e import bot_running, make_config, settle
 from tests.test_e2e_webhook import SECRET, free_port, webhook_config
+from tests.test_kill_restart import config_file, start_bot
 
 CHAT = -100777
 GROUP = tg.group(CHAT, "Camp")
@@ -420,3 +422,34 @@ async def test_a_transient_error_still_holds_the_queue_and_retries(
     assert await dead_letters(db_url) == []
     assert sum("database unavailable" in m for m in messages(logs)) == 1
     assert sum("available again" in m for m in messages(logs)) == 1
+
+
+async def test_opsbot_run_logs_no_update_json_and_goes_on(
+    api: FakeBotAPI, db_url: str, tmp_path: Path
+) -> None:
+    """`opsbot run` as a user starts it, its log file read whole: every bad shape and a
+    failing command in one stream; all confirmed, the good updates stored, and neither
+    texts nor PTB's "Error while parsing updates" in the log."""
+    api.forbidden_chats.add(CHAT)
+    stream: list[dict[str, Any]] = [post(1, "first")]
+    for i, (make, _) in enumerate(BAD.values()):
+        stream += [make(), post(10 + i, f"good {i}")]
+    stream += [command(20, f"/settings language {MARKER}"), post(21, "last")]
+    ids = api.push(*stream)
+    log_path = tmp_path / "bot.log"
+    with log_path.open("ab") as log:
+        proc = start_bot(config_file(tmp_path, api, db_url), log)
+        try:
+            assert await asyncio.to_thread(api.wait_confirmed, 60), "not all confirmed"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    text = log_path.read_text()
+    assert MARKER not in text
+    assert "Traceback" not in text
+    assert "Error while parsing updates" not in text
+    assert "database unavailable" not in text
+    assert await stored_messages(db_url) == [1, 10, 11, 12, 13, 20, 21]
+    dead = await dead_letters(db_url)
+    assert [d[0] for d in dead] == [ids[2 * i + 1] for i in range(len(BAD))] + [ids[-2]]
+    assert sum(f"update {u} failed in " in text for u, _, _ in dead) == len(dead)
