@@ -92,7 +92,8 @@ class ImportSummary:
             f"joins     {self.joins}",
             f"leaves    {self.leaves}",
             f"messages  {self.messages} ({self.replies} replies)",
-            f"baseline  {self.baseline} members before the first event ({tracking})",
+            f"baseline  {self.baseline} {'member' if self.baseline == 1 else 'members'} "
+            f"before the first event ({tracking})",
             f"unmatched {self.unmatched_names} display names without a user id",
         ]
         lines += [f"skipped   {n} × {why}" for why, n in sorted(self.skipped.items())]
