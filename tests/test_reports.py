@@ -23,7 +23,9 @@ def test_target_line_shows_met_and_the_change_against_the_day_before() -> None:
         "✅ Next-day retention ≥ 80%: 88.9% ↑2.1 pp (2026-11-19)"
     )
     missed = row | {"value": 0.5, "met": False}
-    assert target_line(missed, "zh", -0.1) == "❌ 次日留存 ≥ 80%: 50.0% ↓10.0 个百分点 (2026-11-19)"
+    assert target_line(missed, "zh", -0.1) == (
+        "❌ 次日留存 ≥ 80%: 50.0% ↓10.0 个百分点 (2026-11-19)"
+    )
     assert target_line(row | {"value": None, "met": None}, "en") == (
         "— Next-day retention ≥ 80%: — (2026-11-19)"
     )
