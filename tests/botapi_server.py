@@ -189,16 +189,19 @@ class FakeBotAPI:
         }
 
     def m_sendMessage(self, params: dict[str, Any]) -> Any:
-        text = params.get("text", "")
-        shown = _after_entities(text, params.get("parse_mode"))
+        shown = _after_entities(str(params.get("text", "")), params.get("parse_mode"))
         if not shown.strip():
             return _bad_request("message text is empty")
         if _utf16_len(shown) > 4096:  # as Telegram: 1-4096 characters after entity parsing
             return _bad_request("message is too long")
+        markup = params.get("reply_markup") or {}
+        buttons = [b for row in markup.get("inline_keyboard", []) for b in row]
+        if any(not 1 <= len(b.get("callback_data", "x").encode()) <= 64 for b in buttons):
+            return _bad_request("BUTTON_DATA_INVALID")  # callback data: 1-64 bytes
         return self._sent(params, text=shown)
 
     def m_sendPhoto(self, params: dict[str, Any]) -> Any:
-        caption = _after_entities(params.get("caption", ""), params.get("parse_mode"))
+        caption = _after_entities(str(params.get("caption", "")), params.get("parse_mode"))
         if _utf16_len(caption) > 1024:
             return _bad_request("message caption is too long")
         return self._sent(

@@ -12,13 +12,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot import schedule, service
 from bot.chat_text import fit, quote, telegram_len
 from bot.cli import main
 from bot.context import OpsApplication
 from bot.importer import ImportSummary
-from bot.parse import UsageError, parse_days, parse_settarget
+from bot.parse import UsageError, parse_days, parse_settarget, parse_setting
 from bot.reports import metric_label
 from storage.repo import Repo
 from tests import tg
@@ -341,3 +343,57 @@ def test_import_summary_counts_members_in_english() -> None:
     assert "baseline  1 member before the first event (tracking from - UTC)" in one
     two = ImportSummary(-1001, "Camp", baseline=2).text().splitlines()
     assert "baseline  2 members before the first event (tracking from - UTC)" in two
+
+
+async def test_group_picker_button_data_fits_64_bytes(
+    api: FakeBotAPI, bot: OpsApplication
+) -> None:
+    private = {"id": 1, "type": "private", "first_name": "Host"}
+    api.push(command("/settarget 次日留存 " + "八十" * 30, HOST, chat=private))
+    await settle(api)
+    [picker] = [c for c in api.calls_of("sendMessage") if int(c.params["chat_id"]) == 1]
+    assert picker.status == 200
+    [[button]] = picker.params["reply_markup"]["inline_keyboard"]
+    data = button["callback_data"]
+    assert len(data.encode()) <= 64
+    assert data.startswith(f"pick:settarget:{CHAT}:次日留存 八十")
+
+
+WORDS = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["retention_day", "retention_", "last", "-", "%", "h", "day", "off"]),
+    st.integers(min_value=-(10**40), max_value=10**40).map(str),
+    st.from_regex(r"retention_(day[0-9]{1,12}|[0-9]{1,12}h)", fullmatch=True),
+    st.from_regex(r"[0-9]{1,12}(-[0-9]{1,12})?%?", fullmatch=True),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(WORDS, max_size=5))
+def test_any_settarget_either_refuses_or_fits_storage_and_reads_back(args: list[str]) -> None:
+    """What /settarget accepts fits its columns (metric 32, range 16) and reads back as the
+    same target; anything else is a UsageError."""
+    try:
+        change = parse_settarget(args)
+    except UsageError:
+        return
+    assert len(change.metric) <= 32
+    assert change.range is None or len(change.range) <= 16
+    back = service.stored_target(change.metric, change.value, change.range)
+    assert back is None or (back.metric, back.value, back.range) == (
+        change.metric,
+        change.value,
+        change.range,
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["timezone", "language", "digest_time", "digest_to"]), WORDS)
+def test_any_setting_either_refuses_or_fits_its_column(name: str, value: str) -> None:
+    try:
+        column, stored = parse_setting([name, value])
+    except UsageError:
+        return
+    assert (
+        len(stored) <= {"timezone": 64, "language": 8, "digest_time": 5, "digest_to": 32}[column]
+    )
