@@ -265,6 +265,13 @@ async def test_targets_and_digest_name_metrics_in_the_group_s_language(
     assert "Response rate ≥ 20%" in en
     [done] = await replies(api, command("/settarget next_day off", HOST))
     assert done == "Target switched off: Next-day retention"
+    [usage] = await replies(api, command("/settarget retention_day31 50%", HOST))
+    assert usage == (
+        "“retention_day31”: a retention window is at most day30 or 720h.\n"
+        "Usage: /settarget <metric> <value 0-100%|off> [last N | A-B, days 1-366], "
+        "e.g. /settarget next_day 80% or /settarget response_rate 20% 1-7 "
+        "(retention windows up to day30 or 720h)"
+    )
 
 
 async def test_retention_headers_in_chinese(api: FakeBotAPI, bot: OpsApplication) -> None:
