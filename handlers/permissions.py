@@ -105,8 +105,6 @@ async def run_for_group(
 ) -> None:
     """Check rights against Telegram now, then run the command body for that group."""
     fn, write = PICKABLE[name]
-    msg = update.effective_message
-    assert msg is not None
     settings = await service.group_settings(context.repo, context.config, chat_id)
     allowed = trusted or (not write and settings.public_commands)
     if not allowed:
@@ -124,8 +122,7 @@ async def run_for_group(
 
 async def show_picker(update: Update, context: AppContext, name: str, args: list[str]) -> None:
     """An inline keyboard of the groups where this user is an admin now, and no others."""
-    msg, user = update.effective_message, update.effective_user
-    assert msg is not None
+    user = update.effective_user
     assert user is not None
     lang = (
         "zh" if (user.language_code or "").startswith("zh") else context.config.defaults.language
