@@ -252,17 +252,21 @@ async def test_targets_and_digest_name_metrics_in_the_group_s_language(
     assert "响应率 ≥ 20%" in zh
     assert "response_rate" not in zh
     assert "retention_1h" not in zh
-    before = len(api.calls_of("sendMessage"))
-    assert await schedule.send_digest(bot, CHAT, datetime.now(UTC))
-    [digest] = [c.params["text"] for c in api.calls_of("sendMessage")[before:]]
-    assert f"  ✅ 1小时留存 ≥ 80%: 100.0% ↑50.0 个百分点 ({day})" in digest
-    assert "response_rate" not in digest
+    [report] = await replies(api, command("/report", HOST))  # the digest, on demand
+    assert f"  ✅ 1小时留存 ≥ 80%: 100.0% ↑50.0 个百分点 ({day})" in report
+    assert "response_rate" not in report
 
     [saved] = await replies(api, command("/settings language en", HOST))
     assert saved == "Saved: language = en"
     [en] = await replies(api, command("/targets", HOST))
     assert f"✅ 1-hour retention ≥ 80%: 100.0% ↑50.0 pp ({day})" in en
     assert "Response rate ≥ 20%" in en
+    before = len(api.calls_of("sendMessage"))
+    assert await schedule.send_digest(bot, CHAT, datetime.now(UTC))
+    [digest] = [c.params["text"] for c in api.calls_of("sendMessage")[before:]]
+    assert f"  ✅ 1-hour retention ≥ 80%: 100.0% ↑50.0 pp ({day})" in digest
+    assert "  1 hour: 100.0% (1/1)" in digest
+    assert "response_rate" not in digest
     [done] = await replies(api, command("/settarget next_day off", HOST))
     assert done == "Target switched off: Next-day retention"
     [usage] = await replies(api, command("/settarget retention_day31 50%", HOST))
