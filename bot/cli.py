@@ -1,4 +1,4 @@
-"""`opsbot run | db | report | import | export | demo` — the command line (SPEC 8)."""
+"""`opsbot run | db | report | import | export | demo` — the command line."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="opsbot",
         description="Telegram bot for operations groups: retention and active-member rates.",
+        epilog="What every number means, with worked examples: docs/metrics.md",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -38,7 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(dbp)
     dbp.add_argument("action", choices=["upgrade", "status"])
     dbp.set_defaults(func=cmd_db)
-    rep = sub.add_parser("report", help="the digest of a day on the terminal (--json: SPEC 8)")
+    rep = sub.add_parser(
+        "report",
+        help="the digest of a day on the terminal (fields: docs/metrics.md)",
+        epilog="Every field of the digest and of --json is defined in docs/metrics.md.",
+    )
     _add_config(rep)
     rep.add_argument("--chat", type=int, required=True, metavar="ID", help="group chat id")
     rep.add_argument(
@@ -46,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="YYYY-MM-DD",
         help="local day in the group's timezone (default: yesterday)",
     )
-    rep.add_argument("--json", action="store_true", help="print the JSON structure")
+    rep.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object (its fields: docs/metrics.md, section 'The daily digest')",
+    )
     rep.set_defaults(func=cmd_report)
 
     imp = sub.add_parser("import", help="back-fill from a Telegram Desktop export (result.json)")
@@ -79,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="ID",
         help="a bot's user id (repeatable): exports have no bot flag",
+    )
+    imp.add_argument(
+        "--linked-channel",
+        type=_channel_id,
+        metavar="ID",
+        help="the group's linked channel: its Bot API id (-100…) or the export's id "
+        "(123 or channel123). Default: the one the bot already knows for the group, else "
+        "the channel whose automatic forwards the export shows",
     )
     imp.set_defaults(func=cmd_import)
 
@@ -139,6 +156,15 @@ def cmd_report(args: argparse.Namespace, config: Config) -> int:
     return asyncio.run(main())
 
 
+def _channel_id(text: str) -> int:
+    from bot.importer import linked_channel_id
+
+    try:
+        return linked_channel_id(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def cmd_import(args: argparse.Namespace, config: Config) -> int:
     from pathlib import Path
 
@@ -156,6 +182,7 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
                 export_tz=args.export_timezone,
                 hosts=args.host,
                 bots=args.bot,
+                linked_channel=args.linked_channel,
             )
         finally:
             await repo.close()

@@ -61,6 +61,7 @@ class User(Base):
     __tablename__ = "users"
     user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     is_bot: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the display name, "first last" as Telegram shows it (and writes it in exports)
     first_name: Mapped[str | None] = mapped_column(String(255))
     username: Mapped[str | None] = mapped_column(String(64))
 
