@@ -112,11 +112,11 @@ async def test_non_admin_cannot_set_targets_and_admin_can(
     refused = await replies(api, command("/settarget 次日留存 80%", ALICE))
     assert refused == ["只有本群管理员可以使用这个命令。"]
     [done] = await replies(api, command("/settarget 次日留存 80%", HOST))
-    assert done == "目标已设定：retention_day1 ≥ 80%"
+    assert done == "目标已设定：次日留存 ≥ 80%"
     [targets] = await replies(api, command("/targets", HOST))
-    assert "retention_day1 ≥ 80%" in targets
+    assert "次日留存 ≥ 80%" in targets
     [off] = await replies(api, command("/settarget next_day off", HOST))
-    assert "retention_day1" in off
+    assert off == "目标已关闭：次日留存"
     [none] = await replies(api, command("/targets", HOST))
     assert "尚未设定目标" in none
 

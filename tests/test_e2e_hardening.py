@@ -247,7 +247,7 @@ async def test_lost_admin_rights_lose_write_access_within_five_minutes(
     texts = [
         c.params["text"] for c in api.calls_of("sendMessage") if int(c.params["chat_id"]) == CHAT
     ]
-    assert texts[-2] == "目标已设定：retention_day1 ≥ 80%"
+    assert texts[-2] == "目标已设定：次日留存 ≥ 80%"
     assert texts[-1] == "只有本群管理员可以使用这个命令。"
 
 
