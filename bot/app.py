@@ -25,10 +25,10 @@ from telegram.ext import (
 )
 
 from bot import schedule
-from bot.config import Config
+from bot.config import DEFAULT_API_BASE_URL, Config
 from bot.context import AppContext, OpsApplication
 from bot.ingest import DB_ERRORS, note_failure, poll_committed
-from bot.network import StartupStopped, bot_api_requests, unless_stopped
+from bot.network import StartupStopped, bot_api_requests, shown_url, unless_stopped
 from bot.redact import redact_in_logs
 from bot.tracking import refresh_all_admins, utcnow
 from bot.webhook import start_webhook_server
@@ -232,8 +232,15 @@ async def _start_up(application: OpsApplication, stop: asyncio.Event | None) -> 
         else:
             await unless_stopped(application.bot.delete_webhook(drop_pending_updates=False), stop)
     except InvalidToken:  # PTB's message quotes the token: never let it reach a log
+        # a 404 is InvalidToken too: a server that is no Bot API answers so
+        elsewhere = (
+            f", and that telegram.api_base_url ({shown_url(config.api_base_url)}) is a Bot API"
+            " server"
+            if config.api_base_url != DEFAULT_API_BASE_URL
+            else ""
+        )
         raise StartupError(
-            "Telegram rejected the bot token: check telegram.token or OPSBOT_TOKEN"
+            f"Telegram rejected the bot token: check telegram.token or OPSBOT_TOKEN{elsewhere}"
         ) from None
     except TelegramError as exc:
         raise StartupError(

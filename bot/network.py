@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 
 FIRST_DELAY_S = 0.5
 MAX_DELAY_S = 30.0
-# a proxy or Telegram's front end answering for a Bot API it cannot reach itself
-GATEWAY_CODES = frozenset({502, 503, 504})
+# 5xx: a proxy or Telegram's front end answering for a Bot API it cannot reach itself
+SERVER_ERROR = 500
 
 
 def shown_url(url: str) -> str:
@@ -104,7 +104,7 @@ class WaitingRequest(HTTPXRequest):
                     raise
                 self.reach.lost(short_reason(exc))
             else:
-                if code not in GATEWAY_CODES or not self.reach.waiting:
+                if code < SERVER_ERROR or not self.reach.waiting:
                     self.reach.reached()
                     return code, payload
                 self.reach.lost(f"HTTP {code}")
