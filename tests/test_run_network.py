@@ -24,7 +24,7 @@ import pytest
 
 from bot.app import build_application
 from bot.cli import main
-from bot.config import ConfigError, config_from_mapping
+from bot.config import ConfigError, config_from_mapping, load_config
 from tests import tg
 from tests.botapi_server import TOKEN, FakeBotAPI
 from tests.e2e import bot_running, make_config, settle
@@ -326,3 +326,11 @@ def test_proxy_urls_are_accepted_and_build_the_bot(proxy: str) -> None:
 def test_proxy_must_be_a_string() -> None:
     with pytest.raises(ConfigError, match=r"^telegram\.proxy: "):
         config_from_mapping({"telegram": {"proxy": 3128}})
+
+
+def test_the_example_proxy_line_works_when_uncommented(tmp_path: Path) -> None:
+    example = (ROOT / "config.example.toml").read_text()
+    assert example.count('\n# proxy = "') == 1
+    config = tmp_path / "config.toml"
+    config.write_text(example.replace('\n# proxy = "', '\nproxy = "'))
+    assert load_config(str(config)).proxy == "socks5://127.0.0.1:1080"
