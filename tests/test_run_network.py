@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,66 @@ class ForwardProxy:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class Socks5Proxy:
+    """A SOCKS5 proxy (RFC 1928: no authentication, CONNECT) that records where it connects."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.connects: list[tuple[str, int]] = []
+        self.open: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"socks5://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client = self.sock.accept()[0]
+                self.open.append(client)
+                threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            _, n_methods = _recv(client, 2)
+            assert 0 in _recv(client, n_methods)  # "no authentication" offered
+            client.sendall(b"\x05\x00")
+            _, command, _, address_type = _recv(client, 4)
+            assert (command, address_type) == (1, 1)  # CONNECT to an IPv4 address
+            host = socket.inet_ntoa(_recv(client, 4))
+            port = int.from_bytes(_recv(client, 2), "big")
+            upstream = socket.create_connection((host, port))
+            self.open.append(upstream)
+            self.connects.append((host, port))
+            client.sendall(b"\x05\x00\x00\x01" + bytes(6))
+            threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
+            _pipe(client, upstream)
+
+    def stop(self) -> None:
+        self.sock.close()
+        for conn in self.open:
+            conn.close()
+
+
+def _recv(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return data
+
+
+def _pipe(source: socket.socket, target: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while chunk := source.recv(65536):
+            target.sendall(chunk)
+    with contextlib.suppress(OSError):
+        target.shutdown(socket.SHUT_WR)
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
@@ -371,3 +432,20 @@ def test_the_example_proxy_line_works_when_uncommented(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text(example.replace('\n# proxy = "', '\nproxy = "'))
     assert load_config(str(config)).proxy == "socks5://127.0.0.1:1080"
+
+
+async def test_a_socks5_proxy_carries_every_request(tmp_path: Path) -> None:
+    api, proxy = FakeBotAPI().start(), Socks5Proxy()
+    try:
+        db_url = f"sqlite+aiosqlite:///{tmp_path / 'opsbot.db'}"
+        config = replace(make_config(api, db_url), proxy=proxy.url)
+        async with bot_running(config):
+            group_day(api)
+            await settle(api)
+    finally:
+        api.stop()
+        proxy.stop()
+    assert set(proxy.connects) == {("127.0.0.1", api.server.server_address[1])}
+    assert len(proxy.connects) >= 2  # the calls' connection and the long poll's
+    rows = await stored(db_url)
+    assert [(r[0], r[2]) for r in rows["messages"]] == [(5, 10)]
