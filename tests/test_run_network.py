@@ -110,25 +110,49 @@ class ForwardProxy:
         self.server.server_close()
 
 
-class Socks5Proxy:
-    """A SOCKS5 proxy (RFC 1928: no authentication, CONNECT) that records where it connects."""
+class TcpServer:
+    """A local TCP server that accepts connections; by itself it never answers, as a Bot API
+    behind a network that drops packets looks to the bot (a request in flight until its
+    timeout)."""
+
+    scheme = "http"
 
     def __init__(self) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
-        self.connects: list[tuple[str, int]] = []
         self.open: list[socket.socket] = []
         threading.Thread(target=self._serve, daemon=True).start()
 
     @property
     def url(self) -> str:
-        return f"socks5://127.0.0.1:{self.sock.getsockname()[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.sock.getsockname()[1]}"
 
     def _serve(self) -> None:
         with contextlib.suppress(OSError):
             while True:
-                client = self.sock.accept()[0]
-                self.open.append(client)
-                threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+                conn = self.sock.accept()[0]
+                self.open.append(conn)
+                self.connected(conn)
+
+    def connected(self, conn: socket.socket) -> None:
+        pass
+
+    def stop(self) -> None:
+        self.sock.close()
+        for conn in self.open:
+            conn.close()
+
+
+class Socks5Proxy(TcpServer):
+    """A SOCKS5 proxy (RFC 1928: no authentication, CONNECT) that records where it connects."""
+
+    scheme = "socks5"
+
+    def __init__(self) -> None:
+        self.connects: list[tuple[str, int]] = []
+        super().__init__()
+
+    def connected(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._tunnel, args=(conn,), daemon=True).start()
 
     def _tunnel(self, client: socket.socket) -> None:
         with contextlib.suppress(OSError):
@@ -145,11 +169,6 @@ class Socks5Proxy:
             client.sendall(b"\x05\x00\x00\x01" + bytes(6))
             threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
             _pipe(client, upstream)
-
-    def stop(self) -> None:
-        self.sock.close()
-        for conn in self.open:
-            conn.close()
 
 
 def _recv(conn: socket.socket, size: int) -> bytes:
@@ -243,30 +262,6 @@ async def test_run_waits_for_an_unreachable_bot_api_then_starts_and_stores(
         assert all(authorized for _, authorized in proxy.seen)
 
 
-class SilentServer:
-    """Accepts connections and never answers: a blocked network that drops packets looks so
-    to the bot (a request in flight until its timeout)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.accepted: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-
-    def _accept(self) -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                self.accepted.append(self.sock.accept()[0])
-
-    def stop(self) -> None:
-        self.sock.close()
-        for conn in self.accepted:
-            conn.close()
-
-
 @pytest.mark.parametrize(
     ("sig", "network"),
     [(signal.SIGTERM, "refused"), (signal.SIGINT, "refused"), (signal.SIGTERM, "silent")],
@@ -275,7 +270,7 @@ class SilentServer:
 def test_stop_while_waiting_for_the_bot_api_ends_cleanly(
     tmp_path: Path, sig: signal.Signals, network: str
 ) -> None:
-    silent = SilentServer() if network == "silent" else None
+    silent = TcpServer() if network == "silent" else None
     url = silent.url if silent else f"http://127.0.0.1:{free_port()}"
     config = write_config(tmp_path, url, f"sqlite:///{tmp_path / 'opsbot.db'}")
     log_path = tmp_path / "bot.log"
@@ -283,7 +278,7 @@ def test_stop_while_waiting_for_the_bot_api_ends_cleanly(
         proc = start_bot(config, log)
         try:
             if silent:  # getMe sent, no answer yet: a 5 s read timeout ahead
-                wait_until(lambda: bool(silent.accepted))
+                wait_until(lambda: bool(silent.open))
             else:
                 wait_for_line(log_path, "cannot reach")
                 time.sleep(2.0)  # into a longer back-off
