@@ -28,7 +28,13 @@ from bot import schedule
 from bot.config import DEFAULT_API_BASE_URL, Config
 from bot.context import AppContext, OpsApplication
 from bot.ingest import DB_ERRORS, note_failure, poll_committed
-from bot.network import StartupStopped, bot_api_requests, shown_url, unless_stopped
+from bot.network import (
+    Reachability,
+    StartupStopped,
+    bot_api_requests,
+    shown_url,
+    unless_stopped,
+)
 from bot.redact import redact_in_logs
 from bot.tracking import refresh_all_admins, utcnow
 from bot.webhook import start_webhook_server
@@ -213,7 +219,8 @@ async def _start_up(application: OpsApplication, stop: asyncio.Event | None) -> 
     """getMe, storage, admin lists, commands, then the webhook set or deleted: each call waits
     while the Bot API cannot be reached; Telegram refusing one ends start-up (one line)."""
     config: Config = application.bot_data["config"]
-    place = application.bot_data["reach"].place
+    reach: Reachability = application.bot_data["reach"]
+    reach.waiting = True
     try:
         await unless_stopped(_initialize(application), stop)
         await application.start()
@@ -244,11 +251,11 @@ async def _start_up(application: OpsApplication, stop: asyncio.Event | None) -> 
         ) from None
     except TelegramError as exc:
         raise StartupError(
-            f"the Bot API at {place} refused to start the bot: "
+            f"the Bot API at {reach.place} refused to start the bot: "
             + exc.message.replace(config.token or "<token>", "<token>")
         ) from None
     finally:
-        application.bot_data["reach"].waiting = False
+        reach.waiting = False
 
 
 async def _initialize(application: OpsApplication) -> None:

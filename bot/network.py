@@ -45,13 +45,14 @@ def short_reason(exc: NetworkError) -> str:
 
 
 class Reachability:
-    """Shared by the bot's request objects. While `waiting` (start-up), a request that cannot
-    reach the Bot API is retried with back-off; one line is logged when it is lost and one
-    when it is reached again. Afterwards errors go to their callers (ingest retries them)."""
+    """Shared by the bot's request objects. While `waiting` (set for `opsbot run`'s start-up
+    only), a request that cannot reach the Bot API is retried with back-off; one line is
+    logged when it is lost and one when it is reached again. Otherwise errors go to their
+    callers (ingest retries them; `opsbot check` reports them)."""
 
     def __init__(self, place: str) -> None:
         self.place = place
-        self.waiting = True
+        self.waiting = False
         self._lost_at: float | None = None
 
     def lost(self, reason: str) -> None:

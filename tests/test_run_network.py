@@ -24,10 +24,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from telegram.error import NetworkError
 
 from bot.app import build_application
 from bot.cli import main
-from bot.config import ConfigError, config_from_mapping, load_config
+from bot.config import Config, ConfigError, config_from_mapping, load_config
 from tests import tg
 from tests.botapi_server import TOKEN, FakeBotAPI
 from tests.e2e import bot_running, make_config, settle
@@ -444,3 +445,14 @@ async def test_a_socks5_proxy_carries_every_request(tmp_path: Path) -> None:
     assert len(proxy.connects) >= 2  # the calls' connection and the long poll's
     rows = await stored(db_url)
     assert [(r[0], r[2]) for r in rows["messages"]] == [(5, 10)]
+
+
+async def test_outside_opsbot_runs_start_up_an_unreachable_bot_api_is_an_error() -> None:
+    """Only `opsbot run`'s start-up waits: other users of the bot (opsbot check) get the
+    error at once."""
+    config = Config(token=TOKEN, api_base_url=f"http://127.0.0.1:{free_port()}")
+    started = time.monotonic()
+    with pytest.raises(NetworkError):
+        async with build_application(config).bot:
+            pass
+    assert time.monotonic() - started < 5
