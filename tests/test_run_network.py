@@ -456,3 +456,18 @@ async def test_outside_opsbot_runs_start_up_an_unreachable_bot_api_is_an_error()
         async with build_application(config).bot:
             pass
     assert time.monotonic() - started < 5
+
+
+def test_opsbot_check_goes_through_the_proxy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api, proxy = FakeBotAPI().start(), ForwardProxy()
+    try:
+        db = f"sqlite:///{tmp_path / 'opsbot.db'}"
+        config = write_config(tmp_path, api.base_url, db, proxy=proxy.url())
+        main(["check", "--config", str(config)])
+    finally:
+        api.stop()
+        proxy.stop()
+    assert "✅ token: Telegram knows this bot as @opsbot_test_bot" in capsys.readouterr().out
+    assert "getMe" in {method for method, _ in proxy.seen}
