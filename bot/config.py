@@ -75,6 +75,7 @@ class GroupSettings:
 class Config:
     token: str | None = None
     api_base_url: str = DEFAULT_API_BASE_URL
+    proxy: str | None = None  # http(s):// or socks5:// URL for every Bot API request
     mode: str = "polling"
     webhook_url: str | None = None
     webhook_listen: str = "127.0.0.1"
@@ -92,7 +93,16 @@ class Config:
         return f"Config(source={self.source!r}, mode={self.mode!r}, storage_url=...)"
 
 
-TELEGRAM_KEYS = {"token", "api_base_url", "mode", "webhook_url", "webhook_listen", "webhook_port"}
+TELEGRAM_KEYS = {
+    "token",
+    "api_base_url",
+    "proxy",
+    "mode",
+    "webhook_url",
+    "webhook_listen",
+    "webhook_port",
+}
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
 STORAGE_KEYS = {"url", "retention_days"}
 SETTING_KEYS = {
     "timezone",
@@ -122,6 +132,35 @@ def normalize_db_url(url: str, key: str = "storage.url") -> str:
     raise ConfigError(
         f"{key}: unsupported database URL; use sqlite:///PATH or postgresql://USER@HOST/DB"
     )
+
+
+def parse_proxy(value: Any, key: str = "telegram.proxy") -> str:
+    """A proxy URL httpx can use; the message never repeats it (it may hold a password)."""
+    from urllib.parse import urlsplit
+
+    example = "such as http://127.0.0.1:3128 or socks5://127.0.0.1:1080"
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: expected a proxy URL {example}")
+    parts = urlsplit(value.strip())
+    if parts.scheme not in PROXY_SCHEMES:
+        raise ConfigError(
+            f"{key}: the scheme must be http, https, socks5 or socks5h; expected a URL {example}"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None:
+        raise ConfigError(f"{key}: expected a host and a port, {example}")
+    if parts.scheme.startswith("socks"):
+        import importlib.util
+
+        if importlib.util.find_spec("socksio") is None:
+            raise ConfigError(
+                f"{key}: a SOCKS proxy needs the socksio package: "
+                "pip install 'python-telegram-bot[socks]'"
+            )
+    return value.strip()
 
 
 def parse_duration_s(value: Any, key: str) -> int:
@@ -352,6 +391,7 @@ def config_from_mapping(raw: Mapping[str, Any], source: str | None = None) -> Co
     api = str(tg.get("api_base_url", DEFAULT_API_BASE_URL)).rstrip("/")
     if not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", api):
         raise ConfigError(f"telegram.api_base_url: expected an http(s) URL, got {api!r}")
+    proxy = parse_proxy(tg["proxy"]) if tg.get("proxy") is not None else None
     mode = tg.get("mode", "polling")
     if mode not in ("polling", "webhook"):
         raise ConfigError(f'telegram.mode: expected "polling" or "webhook", got {mode!r}')
@@ -381,6 +421,7 @@ def config_from_mapping(raw: Mapping[str, Any], source: str | None = None) -> Co
     return Config(
         token=str(token) if token else None,
         api_base_url=api,
+        proxy=proxy,
         mode=str(mode),
         webhook_url=webhook_url,
         webhook_listen=str(tg.get("webhook_listen", "127.0.0.1")),

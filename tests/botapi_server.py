@@ -43,7 +43,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeBotAPI:
-    def __init__(self, token: str = TOKEN) -> None:
+    def __init__(self, token: str = TOKEN, port: int = 0) -> None:
         self.token = token
         self.lock = threading.Condition()
         self.updates: list[dict[str, Any]] = []
@@ -62,7 +62,7 @@ class FakeBotAPI:
         self.forbidden_chats: set[int] = set()
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(10_000)
-        self.server = _Server(("127.0.0.1", 0), self._handler())
+        self.server = _Server(("127.0.0.1", port), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     # ---- control ---------------------------------------------------------------------
