@@ -9,10 +9,19 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from datetime import date
 
 from bot.config import Config, ConfigError, load_config
 
 log = logging.getLogger("opsbot")
+
+TELEGRAM_EPOCH = date(2013, 8, 14)  # no group has a day before Telegram's launch
+
+
+class CommandError(Exception):
+    """Bad input on the command line: one line on stderr, exit 2, nothing changed."""
+
+    exit_code = 2
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -38,13 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(dbp)
     dbp.add_argument("action", choices=["upgrade", "status"])
     dbp.set_defaults(func=cmd_db)
-    rep = sub.add_parser("report", help="the digest of a day on the terminal (--json: SPEC 8)")
+    rep = sub.add_parser(
+        "report",
+        help="the digest of a day on the terminal (--json: the JSON structure)",
+        description="The digest of one local day. A day that has not begun yet in the "
+        "group's timezone gets one line and exit code 2, not a report.",
+    )
     _add_config(rep)
     rep.add_argument("--chat", type=int, required=True, metavar="ID", help="group chat id")
     rep.add_argument(
         "--date",
         metavar="YYYY-MM-DD",
-        help="local day in the group's timezone (default: yesterday)",
+        help="local day in the group's timezone, up to today (default: yesterday)",
     )
     rep.add_argument("--json", action="store_true", help="print the JSON structure")
     rep.set_defaults(func=cmd_report)
@@ -56,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--chat-id",
         type=int,
         metavar="ID",
-        help="Bot API chat id to file it under (default: from the export)",
+        help="Bot API group id to file it under, negative (default: from the export)",
     )
     imp.add_argument(
         "--export-timezone",
@@ -90,35 +104,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_report(args: argparse.Namespace, config: Config) -> int:
     import json
-    from datetime import UTC, date, datetime, timedelta
+    from datetime import UTC, datetime, timedelta
 
     from bot import metrics, reports, service
+    from storage import db
     from storage.repo import Repo
 
-    if args.date is not None:
-        try:
-            day: date | None = date.fromisoformat(args.date)
-        except ValueError:
-            print(f"opsbot: --date: expected YYYY-MM-DD, got {args.date!r}", file=sys.stderr)
-            return 2
-    else:
-        day = None
+    day = None if args.date is None else parse_day(args.date)
 
     async def main() -> int:
-        repo = await Repo.open(config.storage_url)
+        repo = Repo(await db.open_engine(config.storage_url, create=False))
         try:
             chat_id = await repo.resolve_chat_id(args.chat)
             info = await repo.chat(chat_id)
             if info is None:
                 print(
-                    f"opsbot: no group {args.chat} in {config.storage_url.split('///')[-1]}"
+                    f"opsbot: no group {args.chat} in the database at [storage] url"
                     " (opsbot chats lists them)",
                     file=sys.stderr,
                 )
                 return 1
             now = datetime.now(UTC)
             settings = await service.group_settings(repo, config, chat_id)
-            target_day = day or metrics.local_day(now, settings.tz) - timedelta(days=1)
+            today = metrics.local_day(now, settings.tz)
+            if day is not None and day > today:
+                raise CommandError(
+                    f"--date {day}: that day has not begun yet in {settings.timezone} "
+                    f"(today is {today}): give today or an earlier day"
+                )
+            target_day = day or today - timedelta(days=1)
             result = await service.digest(repo, config, chat_id, target_day, now)
         finally:
             await repo.close()
@@ -139,14 +153,32 @@ def cmd_report(args: argparse.Namespace, config: Config) -> int:
     return asyncio.run(main())
 
 
+def parse_day(text: str) -> date:
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise CommandError(f"--date: expected YYYY-MM-DD, got {text[:40]!r}") from None
+    if day < TELEGRAM_EPOCH:
+        raise CommandError(f"--date {day}: expected a day from {TELEGRAM_EPOCH} on")
+    return day
+
+
 def cmd_import(args: argparse.Namespace, config: Config) -> int:
     from pathlib import Path
 
-    from bot.importer import ExportError, import_export
+    from bot.importer import ExportError, ExportFile, import_export
+    from storage import db
     from storage.repo import Repo
 
+    if args.chat_id is not None and args.chat_id >= 0:
+        raise CommandError(
+            f"--chat-id {args.chat_id}: not a group: group ids are negative "
+            "(-100… for supergroups); opsbot chats lists the groups in the database"
+        )
+
     async def main() -> list[str]:
-        repo = await Repo.open(config.storage_url)
+        ExportFile(Path(args.file))  # an unreadable file is refused before a database is made
+        repo = Repo(await db.open_engine(config.storage_url, create=True))
         try:
             summaries = await import_export(
                 repo,
@@ -202,10 +234,9 @@ def cmd_db(args: argparse.Namespace, config: Config) -> int:
     from storage import db
 
     async def main() -> str | None:
-        engine = db.make_engine(config.storage_url)
+        upgrade = args.action == "upgrade"
+        engine = await db.open_engine(config.storage_url, create=upgrade, upgrade_schema=upgrade)
         try:
-            if args.action == "upgrade":
-                await db.upgrade(engine)
             return await db.current_revision(engine)
         finally:
             await engine.dispose()
@@ -234,6 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if warning:
         print(f"opsbot: {warning}", file=sys.stderr)
     func: Callable[[argparse.Namespace, Config], int] = args.func
+    from storage.db import StorageError
+
     try:
         return func(args, config)
     except KeyboardInterrupt:
@@ -241,6 +274,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `opsbot demo | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except (CommandError, StorageError) as exc:
+        print(f"opsbot: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:  # last resort: a bug; never a traceback, never a secret
+        if os.environ.get("OPSBOT_DEBUG"):
+            raise
+        print(
+            f"opsbot: {args.command} failed: unexpected {type(exc).__name__} "
+            "(set OPSBOT_DEBUG=1 to see where; please report it)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":
