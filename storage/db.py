@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,7 @@ def explain(url: str, exc: BaseException) -> str | None:
                 f"{key}: {path} is not a SQLite database: point {key} at opsbot's "
                 "database file, or move that file away"
             )
-        if isinstance(exc, DBAPIError | OSError):
+        if isinstance(exc, DBAPIError | OSError | sqlite3.Error):
             return f"{key}: cannot use the SQLite file {path}: {detail}"
         return None
     server, name = _server(url), make_url(url).database or ""
@@ -158,6 +159,7 @@ async def open_engine(url: str, *, create: bool, upgrade_schema: bool = True) ->
                 f"[storage] url: there is no database at {path}: check [storage] url, "
                 "or create one with opsbot import FILE, opsbot run or opsbot db upgrade"
             )
+        _check_sqlite(url, path, create)
     try:
         engine = make_engine(url)
     except ModuleNotFoundError as exc:
@@ -182,3 +184,18 @@ async def open_engine(url: str, *, create: bool, upgrade_schema: bool = True) ->
             raise
         raise StorageError(message) from exc
     return engine
+
+
+def _check_sqlite(url: str, path: Path, create: bool) -> None:
+    """Open the file once with the plain sqlite3 module: a file that cannot be opened
+    or is no database fails here, in this thread. (aiosqlite's worker thread, when its
+    connect fails, can outlive the event loop and print a traceback.)"""
+    mode = "rwc" if create else "rw"
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode={mode}", uri=True)
+        try:
+            conn.execute("PRAGMA schema_version")
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StorageError(explain(url, exc) or f"[storage] url: {path}: {exc}") from exc
