@@ -343,7 +343,8 @@ def test_db_upgrade_creates_and_status_then_reads(
     rc, out, _ = run(capsys, "db", "upgrade", "--config", cfg)
     assert rc == 0
     revision = one_line(out)
-    assert revision.startswith("schema revision: ") and "none" not in revision
+    assert revision.startswith("schema revision: ")
+    assert "none" not in revision
     assert run(capsys, "db", "status", "--config", cfg)[:2] == (0, out)
     assert run(capsys, "chats", "--config", cfg)[:2] == (
         0,
@@ -379,7 +380,8 @@ def test_export_out_that_cannot_be_written(
     rc, stdout, err = run(capsys, "export", "--chat", CAMP, "--out", str(out), "--config", camp)
     assert rc == 2
     line = one_line(err)
-    assert line.startswith(f"opsbot: --out {out}: ") and message in line
+    assert line.startswith(f"opsbot: --out {out}: ")
+    assert message in line
     assert stdout == ""
 
 
@@ -395,7 +397,8 @@ def test_demo_out_that_cannot_be_written(
     rc, _, err = run(capsys, "demo", "--out", str(out), "--config", str(cfg))
     assert rc == 2
     line = one_line(err)
-    assert line.startswith(f"opsbot: --out {out}: ") and message in line
+    assert line.startswith(f"opsbot: --out {out}: ")
+    assert message in line
 
 
 # ---- arguments ----------------------------------------------------------------------------
@@ -415,7 +418,8 @@ def test_report_for_a_day_not_begun(camp: str, capsys: pytest.CaptureFixture[str
         "opsbot: --date 0001-01-01: expected a day from 2013-08-14 on",
     )
     rc, out, _ = run(capsys, "report", "--chat", CAMP, "--date", "2026-11-18", "--config", camp)
-    assert rc == 0 and "Camp" in out
+    assert rc == 0
+    assert "Camp" in out
 
 
 def test_import_refuses_a_positive_chat_id(
