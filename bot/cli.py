@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import date
 
-from bot.config import Config, ConfigError, load_config
+from bot.config import Config, ConfigError, config_path, load_config
 
 log = logging.getLogger("opsbot")
 
@@ -22,6 +22,17 @@ class CommandError(Exception):
     """Bad input on the command line: one line on stderr, exit 2, nothing changed."""
 
     exit_code = 2
+
+
+def telegram_id(text: str) -> int:
+    """A chat or user id: an integer that fits Telegram's (and the database's) 64 bits."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer id, got {text[:40]!r}") from None
+    if not -(2**63) <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{text[:40]} is not a Telegram id (too large)")
+    return value
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -54,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         "group's timezone gets one line and exit code 2, not a report.",
     )
     _add_config(rep)
-    rep.add_argument("--chat", type=int, required=True, metavar="ID", help="group chat id")
+    rep.add_argument("--chat", type=telegram_id, required=True, metavar="ID", help="group chat id")
     rep.add_argument(
         "--date",
         metavar="YYYY-MM-DD",
@@ -68,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", metavar="FILE", help="result.json from Telegram Desktop")
     imp.add_argument(
         "--chat-id",
-        type=int,
+        type=telegram_id,
         metavar="ID",
         help="Bot API group id to file it under, negative (default: from the export)",
     )
@@ -80,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument(
         "--host",
-        type=int,
+        type=telegram_id,
         action="append",
         default=[],
         metavar="ID",
@@ -88,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument(
         "--bot",
-        type=int,
+        type=telegram_id,
         action="append",
         default=[],
         metavar="ID",
@@ -258,6 +269,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         print(f"opsbot: config error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, UnicodeDecodeError) as exc:  # a folder, no permission, not UTF-8
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        print(
+            f"opsbot: config error: cannot read the config file {config_path(args.config)}"
+            f" ({reason}; --config / OPSBOT_CONFIG)",
+            file=sys.stderr,
+        )
         return 2
     from bot.config import token_file_warning
 

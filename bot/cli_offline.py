@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from bot.cli import CommandError
+from bot.cli import CommandError, telegram_id
 from bot.config import Config, replace_storage
 
 
@@ -26,7 +26,7 @@ def add_offline_commands(
         "events of those days.",
     )
     add_config(exp)
-    exp.add_argument("--chat", type=int, required=True, metavar="ID", help="group chat id")
+    exp.add_argument("--chat", type=telegram_id, required=True, metavar="ID", help="group chat id")
     exp.add_argument(
         "--days", type=int, default=30, metavar="N", help=f"last N days, 1 to {MAX_DAYS} (30)"
     )
