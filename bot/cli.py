@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="opsbot",
         description="Telegram bot for operations groups: retention and active-member rates.",
+        epilog="Exit codes: 0 done; 1 nothing to read (no database at [storage] url, no "
+        "such group); 2 a problem to fix first, said in one line (an argument, the config, "
+        "a database that cannot be reached or opened, an --out folder). Only run, import, "
+        "demo and db upgrade create a database.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -54,7 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(run)
     run.set_defaults(func=cmd_run)
 
-    dbp = sub.add_parser("db", help="database schema: upgrade to the latest version, or status")
+    dbp = sub.add_parser(
+        "db",
+        help="database schema: upgrade to the latest version, or status",
+        description="upgrade creates the database and its tables or brings them up to "
+        "date; status only reads (exit code 1 where there is no database).",
+    )
     _add_config(dbp)
     dbp.add_argument("action", choices=["upgrade", "status"])
     dbp.set_defaults(func=cmd_db)
@@ -257,6 +266,18 @@ def cmd_db(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def database_failure(url: str, exc: Exception) -> str | None:
+    """One line for an error that comes from the database, else None."""
+    from sqlalchemy.exc import DBAPIError
+
+    from storage import db
+
+    from_db = isinstance(exc, DBAPIError | ModuleNotFoundError) or (
+        url.startswith("postgresql") and isinstance(exc, OSError)  # asyncpg's socket
+    )
+    return db.explain(url, exc) if from_db else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -299,6 +320,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # last resort: a bug; never a traceback, never a secret
         if os.environ.get("OPSBOT_DEBUG"):
             raise
+        message = database_failure(config.storage_url, exc)
+        if message is not None:  # the database failed after it was opened (or in `run`)
+            print(f"opsbot: {message}", file=sys.stderr)
+            return 2
         print(
             f"opsbot: {args.command} failed: unexpected {type(exc).__name__} "
             "(set OPSBOT_DEBUG=1 to see where; please report it)",

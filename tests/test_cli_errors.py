@@ -469,3 +469,24 @@ def test_an_unexpected_error_is_one_line_without_its_message(
         "opsbot: chats failed: unexpected RuntimeError (set OPSBOT_DEBUG=1 to see where; "
         "please report it)"
     )
+
+
+def test_a_database_failure_after_opening_is_one_line(
+    tmp_path: Path, camp: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database opened, then failed (locked for longer than the busy timeout)."""
+    from sqlalchemy.exc import OperationalError
+
+    from storage.repo import Repo
+
+    async def locked(self: Repo) -> None:
+        raise OperationalError("SELECT", {}, sqlite3.OperationalError("database is locked"))
+
+    monkeypatch.setattr(Repo, "chat_periods", locked)
+    monkeypatch.delenv("OPSBOT_DEBUG", raising=False)
+    rc, _, err = run(capsys, "chats", "--config", camp)
+    assert rc == 2
+    assert one_line(err) == (
+        f"opsbot: [storage] url: cannot use the SQLite file {tmp_path / 'opsbot.db'}: "
+        "database is locked"
+    )
