@@ -1,9 +1,9 @@
 """Fuzzing the command line (issue 17): generated argument lists for every subcommand.
 
 Each run succeeds, or exits 1 or 2 with a short message; none prints a traceback, and
-none reaches the last-resort handler (that would be a case nobody handled). `run` is
-fuzzed with a config that has no token, so it ends before any network: a bot that
-starts would poll Telegram until stopped."""
+none reaches the last-resort handler (that would be a case nobody handled). `run` and
+`check` are fuzzed with a config that has no token, so they end before any network: a
+bot that starts would poll Telegram until stopped."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ VALUE_FLAGS = {
     "export": ["--chat", "--days", "--out"],
     "chats": [],
     "demo": ["--out"],
+    "check": [],
 }
 WORDS = {  # switches and positionals
     "run": [],
@@ -34,6 +35,7 @@ WORDS = {  # switches and positionals
     "export": [],
     "chats": [],
     "demo": [],
+    "check": [],
 }
 REQUIRED = {  # usually given, so that most runs get past argparse
     "db": ["status"],
@@ -130,7 +132,7 @@ FUZZ = settings(
 )
 
 
-@pytest.mark.parametrize("command", ["run", "db", "report", "import", "export", "chats"])
+@pytest.mark.parametrize("command", ["run", "db", "report", "import", "export", "chats", "check"])
 def test_cli_never_prints_a_traceback(
     command: str,
     world: dict[str, str],
