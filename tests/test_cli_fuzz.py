@@ -21,7 +21,7 @@ VALUE_FLAGS = {
     "run": [],
     "db": [],
     "report": ["--chat", "--date"],
-    "import": ["--chat-id", "--export-timezone", "--host", "--bot"],
+    "import": ["--chat-id", "--export-timezone", "--host", "--bot", "--linked-channel"],
     "export": ["--chat", "--days", "--out"],
     "chats": [],
     "demo": ["--out"],
@@ -81,7 +81,7 @@ def is_help(token: str) -> bool:
 
 def argv_for(command: str, root: str, world: dict[str, str]) -> st.SearchStrategy[list[str]]:
     """`command` and a few parts: a flag with a value (plausible, awkward or random), a
-    switch or positional, or a stray token."""
+    switch or positional, or a stray token (rarer)."""
     text = st.text(
         alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)),
         max_size=30,
@@ -92,11 +92,11 @@ def argv_for(command: str, root: str, world: dict[str, str]) -> st.SearchStrateg
         text,
     )
     words = [world["result"] if w == "RESULT" else w for w in WORDS[command]]
-    part = st.one_of(
-        st.tuples(st.sampled_from([*VALUE_FLAGS[command], "--config"]), value).map(list),
-        st.sampled_from([*words, "--", "-x", "--chat=-1004242"]).map(lambda w: [w]),
-        value.map(lambda v: [v]),
-    )
+    pair = st.tuples(st.sampled_from([*VALUE_FLAGS[command], "--config"]), value).map(list)
+    word = st.sampled_from([*words, "--", "-x", "--chat=-1004242"]).map(lambda w: [w])
+    stray = value.map(lambda v: [v])
+    # mostly flags with values, so that most runs get past argparse to the command
+    part = st.integers(0, 9).flatmap(lambda k: pair if k < 6 else word if k < 8 else stray)
     required = [world["result"] if w == "RESULT" else w for w in REQUIRED.get(command, [])]
     return st.tuples(st.booleans(), st.lists(part, max_size=5)).map(
         lambda kp: [
