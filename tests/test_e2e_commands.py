@@ -182,8 +182,10 @@ async def test_export_goes_privately_and_matches_events(
     ]
     daily = next(v for v in files if b"audience" in v)
     days = list(csv.DictReader(io.StringIO(daily.decode("utf-8-sig"))))
-    assert len(days) == 7
+    # /export 7, but tracking began 3 days ago: those 3 days and today, today partial
+    assert len(days) == 4
     assert [d["joins"] for d in days[-3:]] == ["2", "1", "0"]
+    assert [d["partial"] for d in days] == ["no", "no", "no", "yes"]
 
 
 async def test_hosts_add_by_reply(api: FakeBotAPI, bot: OpsApplication) -> None:
