@@ -27,14 +27,8 @@ from storage.models import (
     MessageRow,
     User,
 )
-from storage.repo import (
-    activity_row,
-    host_row,
-    insert_for,
-    membership_row,
-    message_row,
-    to_ts,
-)
+from storage.repo import activity_row, host_row, membership_row, message_row
+from storage.sql import insert_for, to_ts
 
 BATCH = 5000  # rows per INSERT
 IN_CHUNK = 1000  # ids per `IN (...)` list (well under SQLite's and asyncpg's parameter limits)

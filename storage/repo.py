@@ -13,15 +13,13 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Integer,
-    Table,
     and_,
-    bindparam,
     column,
     delete,
     func,
@@ -31,8 +29,6 @@ from sqlalchemy import (
     update,
     values,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.classify import answer_marks, reply_marks
@@ -46,11 +42,10 @@ from bot.events import (
     ReplyTarget,
     Role,
 )
-from storage import db
+from storage import db, sql
 from storage.models import (
     FAILED_NAME_MAX,
     ActivityRow,
-    Base,
     BotState,
     Chat,
     ChatTarget,
@@ -63,18 +58,11 @@ from storage.models import (
     MessageRow,
     User,
 )
+from storage.sql import chunks, from_ts, insert_for, insert_many, to_ts
 
 DEDUP_WINDOW_S = 60  # SPEC 2: the same join/leave seen from two sources within 60 s
 KNOWN_USERS_MAX = 100_000  # per-process cache of user rows already written (memory bound)
 KNOWN_USERS_TTL_S = 300  # rewritten at least this often: another process may have removed it
-
-
-def to_ts(dt: datetime) -> int:
-    return int(dt.timestamp())
-
-
-def from_ts(ts: int) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +119,6 @@ class Repo:
         self._batch: ContextVar[_Batch | None] = ContextVar(f"batch-{id(self)}", default=None)
         # user rows this process has written, as written: the same again is not rewritten
         self._known_users: dict[int, tuple[UserTuple, float]] = {}
-        self._compiled: dict[Any, tuple[str, list[str]]] = {}
 
     @classmethod
     async def open(cls, url: str, *, upgrade: bool = True) -> Repo:
@@ -145,34 +132,6 @@ class Repo:
 
     def _insert(self, table: Any) -> Any:
         return insert_for(self.dialect, table)
-
-    async def _insert_many(
-        self,
-        conn: AsyncConnection,
-        model: Any,
-        rows: Sequence[dict[str, Any]],
-        update_on_conflict: tuple[str, ...] = (),
-    ) -> None:
-        """INSERT … ON CONFLICT DO NOTHING (or DO UPDATE of the columns named, keyed by the
-        primary key) as an executemany at the driver, rows as tuples: SQLAlchemy's per-row
-        parameter handling costs more than SQLite's insert itself. Compiled once."""
-        key = (model, tuple(rows[0]), update_on_conflict)
-        compiled = self._compiled.get(key)
-        if compiled is None:
-            stmt = self._insert(model)
-            if update_on_conflict:
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=[c.name for c in model.__table__.primary_key],
-                    set_={name: stmt.excluded[name] for name in update_on_conflict},
-                )
-            else:
-                stmt = stmt.on_conflict_do_nothing()
-            done = stmt.values({name: bindparam(name) for name in rows[0]}).compile(
-                dialect=self.engine.dialect
-            )
-            compiled = self._compiled[key] = (str(done), list(done.positiontup or ()))
-        sql, names = compiled
-        await conn.exec_driver_sql(sql, [tuple(row[n] for n in names) for row in rows])
 
     # ---- transactions and batches ----------------------------------------------------
 
@@ -336,7 +295,7 @@ class Repo:
             raise
 
     async def _write_users(self, conn: AsyncConnection, users: list[UserTuple]) -> None:
-        await self._insert_many(
+        await insert_many(
             conn,
             User,
             [{"user_id": u, "is_bot": b, "first_name": f, "username": n} for u, b, f, n in users],
@@ -376,7 +335,7 @@ class Repo:
         order; returns how many were new. One read for all groups, then executemany."""
         times = [to_ts(ev.ts_utc) for ev in events]
         near: dict[tuple[int, int], list[tuple[str, int]]] = {}
-        for chunk in _chunks(sorted({(ev.chat_id, ev.user_id) for ev in events})):
+        for chunk in chunks(sorted({(ev.chat_id, ev.user_id) for ev in events})):
             rows = await conn.execute(
                 select(
                     MembershipEventRow.chat_id,
@@ -407,7 +366,7 @@ class Repo:
             if not (await conn.execute(stmt.values(**new[0]))).rowcount:
                 return 0
         else:
-            await self._insert_many(conn, MembershipEventRow, new)
+            await insert_many(conn, MembershipEventRow, new)
         await self._bump(conn, *{row["chat_id"] for row in new})
         return len(new)
 
@@ -570,11 +529,11 @@ class Repo:
                     key=lambda q: (q.ts_utc, q.message_id),
                 )
         if rows:
-            await self._insert_many(conn, MessageRow, list(rows.values()))
+            await insert_many(conn, MessageRow, list(rows.values()))
         if activity:
-            await self._insert_many(conn, ActivityRow, activity)
+            await insert_many(conn, ActivityRow, activity)
         for flag, keys in flags.items():
-            for chunk in _chunks(sorted(keys)):
+            for chunk in chunks(sorted(keys)):
                 await conn.execute(
                     update(MessageRow)
                     .where(tuple_(MessageRow.chat_id, MessageRow.message_id).in_(chunk))
@@ -588,7 +547,7 @@ class Repo:
         """Stored messages, by (chat_id, message_id), as reply targets: the role at the time
         they were sent."""
         out: dict[tuple[int, int], ReplyTarget] = {}
-        for chunk in _chunks(sorted(keys)):
+        for chunk in chunks(sorted(keys)):
             rows = await conn.execute(
                 select(
                     MessageRow.chat_id,
@@ -1032,7 +991,7 @@ class Repo:
         ]
         if rows:
             async with self._begin() as conn:
-                await self._insert_many(conn, FailedUpdate, rows)
+                await insert_many(conn, FailedUpdate, rows)
 
     async def failed_updates(self) -> list[tuple[int, int, str, str]]:
         """(update_id, ts, error class, handler) of the dead-letter table, by update id."""
@@ -1049,18 +1008,8 @@ class Repo:
 
     async def counts(self) -> dict[str, int]:
         """Row counts per table (for tests and `opsbot db status`)."""
-        out: dict[str, int] = {}
         async with self._connect() as conn:
-            for table in Base.metadata.sorted_tables:
-                n = (await conn.execute(select(func.count()).select_from(table))).scalar_one()
-                out[table.name] = n
-        return out
-
-
-def insert_for(dialect: str, model: Any) -> Any:
-    """INSERT for the dialect, so `.on_conflict_do_nothing()` works on both databases."""
-    tbl: Table = model.__table__
-    return (pg_insert if dialect == "postgresql" else sqlite_insert)(tbl)
+            return await sql.counts(conn)
 
 
 def message_row(post: Post, reply: ReplyTarget | None, flag: str | None = None) -> dict[str, Any]:
@@ -1120,12 +1069,6 @@ def _before(post: Post, ts: int, message_id: int) -> bool:
     """`post` came before the message (ts, message_id) in the chat's order."""
     own = to_ts(post.ts_utc)
     return own < ts or (own == ts and post.message_id < message_id)
-
-
-def _chunks(ids: Sequence[Any], size: int = 400) -> Iterable[Sequence[Any]]:
-    """Id lists of a size any `IN (...)` takes on SQLite and PostgreSQL."""
-    for i in range(0, len(ids), size):
-        yield ids[i : i + size]
 
 
 def is_duplicate(kind: MemberKind, ts: int, near: Sequence[tuple[str, int]]) -> bool:
