@@ -42,7 +42,7 @@ from bot.events import (
     ReplyTarget,
     Role,
 )
-from storage import db, sql
+from storage import claims, db, sql
 from storage.models import (
     FAILED_NAME_MAX,
     ActivityRow,
@@ -862,51 +862,14 @@ class Repo:
         now: datetime,
         lease_s: int = 300,
     ) -> bool:
-        """Take the right to send one digest/alert; False if sent or being sent elsewhere."""
-        key = (
-            Claim.chat_id == chat_id,
-            Claim.kind == kind,
-            Claim.metric == metric,
-            Claim.period == period,
-        )
         async with self._begin() as conn:
-            inserted = await conn.execute(
-                self._insert(Claim)
-                .values(
-                    chat_id=chat_id,
-                    kind=kind,
-                    metric=metric,
-                    period=period,
-                    owner=owner,
-                    claimed_ts=to_ts(now),
-                    sent_ts=None,
-                    attempts=1,
-                )
-                .on_conflict_do_nothing()
-            )
-            if inserted.rowcount:
-                return True
-            # an unsent claim whose lease ran out (a crash, a failed send) can be taken over
-            taken = await conn.execute(
-                update(Claim)
-                .where(*key, Claim.sent_ts.is_(None), Claim.claimed_ts <= to_ts(now) - lease_s)
-                .values(owner=owner, claimed_ts=to_ts(now), attempts=Claim.attempts + 1)
-            )
-            return bool(taken.rowcount)
+            return await claims.claim(conn, chat_id, kind, metric, period, owner, now, lease_s)
 
     async def finish_claim(
         self, chat_id: int, kind: str, metric: str, period: str, now: datetime, *, sent: bool
     ) -> None:
-        """Record success, or release the claim at once so the next check retries it."""
-        key = (
-            Claim.chat_id == chat_id,
-            Claim.kind == kind,
-            Claim.metric == metric,
-            Claim.period == period,
-        )
-        values = {"sent_ts": to_ts(now)} if sent else {"claimed_ts": 0}
         async with self._begin() as conn:
-            await conn.execute(update(Claim).where(*key).values(**values))
+            await claims.finish_claim(conn, chat_id, kind, metric, period, now, sent=sent)
 
     # ---- privacy ---------------------------------------------------------------------
 
