@@ -42,15 +42,13 @@ from bot.events import (
     ReplyTarget,
     Role,
 )
-from storage import claims, db, sql
+from storage import claims, db, failed, sql
 from storage.models import (
-    FAILED_NAME_MAX,
     ActivityRow,
     BotState,
     Chat,
     ChatTarget,
     Claim,
-    FailedUpdate,
     HostEventRow,
     ManualHost,
     MemberCount,
@@ -941,33 +939,13 @@ class Repo:
     async def record_failed_updates(
         self, failures: Sequence[tuple[int, str, str]], ts: int
     ) -> None:
-        """(update_id, error class, handler) of updates given up on; the first record of an
-        update is kept."""
-        rows = [
-            {
-                "update_id": update_id,
-                "ts": ts,
-                "error": error[:FAILED_NAME_MAX],
-                "handler": handler[:FAILED_NAME_MAX],
-            }
-            for update_id, error, handler in failures
-        ]
-        if rows:
+        if failures:
             async with self._begin() as conn:
-                await insert_many(conn, FailedUpdate, rows)
+                await failed.record_failed_updates(conn, failures, ts)
 
     async def failed_updates(self) -> list[tuple[int, int, str, str]]:
-        """(update_id, ts, error class, handler) of the dead-letter table, by update id."""
         async with self._connect() as conn:
-            rows = await conn.execute(
-                select(
-                    FailedUpdate.update_id,
-                    FailedUpdate.ts,
-                    FailedUpdate.error,
-                    FailedUpdate.handler,
-                ).order_by(FailedUpdate.update_id)
-            )
-            return [tuple(r) for r in rows]  # type: ignore[misc]
+            return await failed.failed_updates(conn)
 
     async def counts(self) -> dict[str, int]:
         """Row counts per table (for tests and `opsbot db status`)."""
