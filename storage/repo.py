@@ -42,10 +42,10 @@ from bot.events import (
     ReplyTarget,
     Role,
 )
-from storage import claims, db, failed, sql
+from storage import chats, claims, db, failed, sql
+from storage.chats import ChatInfo, UserTuple
 from storage.models import (
     ActivityRow,
-    BotState,
     Chat,
     ChatTarget,
     Claim,
@@ -64,24 +64,6 @@ KNOWN_USERS_TTL_S = 300  # rewritten at least this often: another process may ha
 
 
 @dataclass(frozen=True, slots=True)
-class ChatInfo:
-    chat_id: int
-    title: str | None
-    type: str
-    linked_chat_id: int | None
-    tracking_start_utc: datetime | None
-    baseline_count: int
-    bot_status: str | None
-    bot_is_admin: bool
-    migrated_to_chat_id: int | None
-    timezone: str | None
-    language: str | None
-    digest_time: str | None
-    digest_to: str | None
-    data_version: int = 0
-
-
-@dataclass(frozen=True, slots=True)
 class HistoryRows:
     """Everything the metrics need about one group's people, as our own types."""
 
@@ -92,9 +74,6 @@ class HistoryRows:
     bots: frozenset[int]
     manual_hosts: frozenset[int]
     first_post_utc: dict[int, datetime]
-
-
-UserTuple = tuple[int, bool, str | None, str | None]  # user_id, is_bot, first_name, username
 
 
 @dataclass
@@ -196,70 +175,23 @@ class Repo:
 
     async def ensure_chat(self, chat_id: int, title: str | None, type_: str) -> None:
         async with self._begin() as conn:
-            await conn.execute(
-                self._insert(Chat)
-                .values(
-                    chat_id=chat_id, title=title, type=type_, baseline_count=0, bot_is_admin=False
-                )
-                .on_conflict_do_nothing(index_elements=["chat_id"])
-            )
-            if title is not None:
-                await conn.execute(
-                    update(Chat)
-                    .where(Chat.chat_id == chat_id, or_(Chat.title.is_(None), Chat.title != title))
-                    .values(title=title, type=type_)
-                )
+            await chats.ensure_chat(conn, chat_id, title, type_)
 
     async def chat(self, chat_id: int) -> ChatInfo | None:
         async with self._connect() as conn:
-            row = (await conn.execute(select(Chat).where(Chat.chat_id == chat_id))).first()
-        if row is None:
-            return None
-        m = row._mapping
-        start = m["tracking_start_ts"]
-        return ChatInfo(
-            chat_id=m["chat_id"],
-            title=m["title"],
-            type=m["type"],
-            linked_chat_id=m["linked_chat_id"],
-            tracking_start_utc=from_ts(start) if start is not None else None,
-            baseline_count=m["baseline_count"],
-            bot_status=m["bot_status"],
-            bot_is_admin=m["bot_is_admin"],
-            migrated_to_chat_id=m["migrated_to_chat_id"],
-            timezone=m["timezone"],
-            language=m["language"],
-            digest_time=m["digest_time"],
-            digest_to=m["digest_to"],
-            data_version=m["data_version"] or 0,
-        )
+            return await chats.chat(conn, chat_id)
 
     async def chat_ids(self, *, active_only: bool = True) -> list[int]:
-        stmt = select(Chat.chat_id).where(Chat.migrated_to_chat_id.is_(None))
-        if active_only:
-            stmt = stmt.where(Chat.bot_status.in_(("member", "administrator")))
         async with self._connect() as conn:
-            return list((await conn.execute(stmt.order_by(Chat.chat_id))).scalars())
+            return await chats.chat_ids(conn, active_only=active_only)
 
     async def update_chat(self, chat_id: int, **values: Any) -> None:
         async with self._begin() as conn:
-            await conn.execute(update(Chat).where(Chat.chat_id == chat_id).values(**values))
+            await chats.update_chat(conn, chat_id, **values)
 
     async def start_tracking(self, chat_id: int, ts_utc: datetime, baseline_count: int) -> bool:
-        """Anchor the baseline once (SPEC 9); later calls change nothing."""
         async with self._begin() as conn:
-            result = await conn.execute(
-                update(Chat)
-                .where(Chat.chat_id == chat_id, Chat.tracking_start_ts.is_(None))
-                .values(tracking_start_ts=to_ts(ts_utc), baseline_count=baseline_count)
-            )
-            await self._bump(conn, chat_id)
-            await conn.execute(
-                self._insert(MemberCount).values(
-                    chat_id=chat_id, ts=to_ts(ts_utc), count=baseline_count
-                )
-            )
-            return bool(result.rowcount)
+            return await chats.start_tracking(conn, chat_id, ts_utc, baseline_count)
 
     async def record_member_count(self, chat_id: int, ts_utc: datetime, count: int) -> None:
         async with self._begin() as conn:
@@ -293,12 +225,7 @@ class Repo:
             raise
 
     async def _write_users(self, conn: AsyncConnection, users: list[UserTuple]) -> None:
-        await insert_many(
-            conn,
-            User,
-            [{"user_id": u, "is_bot": b, "first_name": f, "username": n} for u, b, f, n in users],
-            update_on_conflict=("first_name", "username"),
-        )
+        await chats.write_users(conn, users)
         if len(self._known_users) + len(users) > KNOWN_USERS_MAX:
             self._known_users.clear()
         # remembered before the commit: a failed commit clears the cache (batch, forget_cached)
@@ -306,13 +233,8 @@ class Repo:
         self._known_users.update((u[0], (u, now)) for u in users)
 
     async def user_names(self, user_ids: Iterable[int]) -> dict[int, str]:
-        """First name (or @username) of known users, for host lists."""
-        ids = list(user_ids)
         async with self._connect() as conn:
-            rows = await conn.execute(
-                select(User.user_id, User.first_name, User.username).where(User.user_id.in_(ids))
-            )
-            return {u: f or (f"@{n}" if n else str(u)) for u, f, n in rows}
+            return await chats.user_names(conn, user_ids)
 
     # ---- membership ------------------------------------------------------------------
 
@@ -365,15 +287,8 @@ class Repo:
                 return 0
         else:
             await insert_many(conn, MembershipEventRow, new)
-        await self._bump(conn, *{row["chat_id"] for row in new})
+        await chats.bump(conn, *{row["chat_id"] for row in new})
         return len(new)
-
-    async def _bump(self, conn: AsyncConnection, *chat_ids: int) -> None:
-        """A new data version for these groups' people (every group's, with none named)."""
-        stmt = update(Chat).values(data_version=Chat.data_version + 1)
-        if chat_ids:
-            stmt = stmt.where(Chat.chat_id.in_(sorted(chat_ids)))
-        await conn.execute(stmt)
 
     # ---- hosts -----------------------------------------------------------------------
 
@@ -420,7 +335,7 @@ class Repo:
     ) -> None:
         if not changes:
             return
-        await self._bump(conn, changes[0].chat_id)
+        await chats.bump(conn, changes[0].chat_id)
         await conn.execute(
             self._insert(HostEventRow).on_conflict_do_nothing(), [host_row(c) for c in changes]
         )
@@ -436,7 +351,7 @@ class Repo:
         self, chat_id: int, user_id: int, on: bool, ts_utc: datetime
     ) -> None:
         async with self._begin() as conn:
-            await self._bump(conn, chat_id)
+            await chats.bump(conn, chat_id)
             if on:
                 await conn.execute(
                     self._insert(ManualHost)
@@ -654,91 +569,18 @@ class Repo:
     # ---- migration -------------------------------------------------------------------
 
     async def migrate_chat(self, old_id: int, new_id: int) -> bool:
-        """Move all history of a group to its supergroup id (SPEC 2).
-
-        Pre-migration message ids are negated, as Telegram Desktop exports them, because
-        the supergroup numbers its messages afresh.
-        """
         async with self._begin() as conn:
-            old = (await conn.execute(select(Chat).where(Chat.chat_id == old_id))).first()
-            if old is None or old.migrated_to_chat_id == new_id:
-                return False
-            await conn.execute(
-                self._insert(Chat)
-                .values(
-                    chat_id=new_id,
-                    title=old.title,
-                    type="supergroup",
-                    baseline_count=old.baseline_count,
-                    linked_chat_id=old.linked_chat_id,
-                    bot_is_admin=old.bot_is_admin,
-                    bot_status=old.bot_status,
-                    tracking_start_ts=old.tracking_start_ts,
-                    timezone=old.timezone,
-                    language=old.language,
-                    digest_time=old.digest_time,
-                    digest_to=old.digest_to,
-                )
-                .on_conflict_do_nothing(index_elements=["chat_id"])
-            )
-            await conn.execute(
-                update(Chat)
-                .where(Chat.chat_id == new_id)
-                .values(
-                    tracking_start_ts=func.coalesce(
-                        func.min(Chat.tracking_start_ts, old.tracking_start_ts)
-                        if self.dialect == "sqlite"
-                        else func.least(Chat.tracking_start_ts, old.tracking_start_ts),
-                        old.tracking_start_ts,
-                    ),
-                    baseline_count=old.baseline_count,
-                )
-            )
-            for model in (MembershipEventRow, HostEventRow, ManualHost, MemberCount, ChatTarget):
-                await conn.execute(
-                    update(model).where(model.chat_id == old_id).values(chat_id=new_id)
-                )
-            await conn.execute(
-                update(MessageRow)
-                .where(MessageRow.chat_id == old_id)
-                .values(
-                    chat_id=new_id,
-                    message_id=-MessageRow.message_id,
-                    reply_to_message_id=-MessageRow.reply_to_message_id,
-                )
-            )
-            await conn.execute(
-                update(ActivityRow)
-                .where(ActivityRow.chat_id == old_id)
-                .values(chat_id=new_id, message_id=-ActivityRow.message_id)
-            )
-            await conn.execute(
-                update(Chat)
-                .where(Chat.chat_id == old_id)
-                .values(migrated_to_chat_id=new_id, bot_status="migrated")
-            )
-            await self._bump(conn, new_id)
-            return True
+            return await chats.migrate_chat(conn, old_id, new_id)
 
     async def resolve_chat_id(self, chat_id: int) -> int:
-        """Follow a group's migration to its supergroup, if any."""
         async with self._connect() as conn:
-            target = (
-                await conn.execute(select(Chat.migrated_to_chat_id).where(Chat.chat_id == chat_id))
-            ).scalar()
-        return target if target is not None else chat_id
+            return await chats.resolve_chat_id(conn, chat_id)
 
     # ---- targets set in chat ----------------------------------------------------------
 
     async def chat_targets(self, chat_id: int) -> dict[str, tuple[float | None, str | None]]:
-        """metric -> (value or None when switched off, range) as set with /settarget."""
         async with self._connect() as conn:
-            rows = await conn.execute(
-                select(ChatTarget.metric, ChatTarget.value, ChatTarget.range).where(
-                    ChatTarget.chat_id == chat_id
-                )
-            )
-            return {m: (v, r) for m, v, r in rows}
+            return await chats.chat_targets(conn, chat_id)
 
     async def set_chat_target(
         self,
@@ -749,15 +591,8 @@ class Repo:
         by: int,
         ts_utc: datetime,
     ) -> None:
-        stmt = self._insert(ChatTarget).values(
-            chat_id=chat_id, metric=metric, value=value, range=rng, set_by=by, ts=to_ts(ts_utc)
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["chat_id", "metric"],
-            set_={"value": value, "range": rng, "set_by": by, "ts": to_ts(ts_utc)},
-        )
         async with self._begin() as conn:
-            await conn.execute(stmt)
+            await chats.set_chat_target(conn, chat_id, metric, value, rng, by, ts_utc)
 
     # ---- reading history -------------------------------------------------------------
 
@@ -832,21 +667,8 @@ class Repo:
     async def chat_periods(
         self,
     ) -> list[tuple[int, str | None, datetime | None, datetime | None, int]]:
-        """(chat id, title, first event, last event, membership events) of every group."""
-        ev = MembershipEventRow
-        stmt = (
-            select(Chat.chat_id, Chat.title, func.min(ev.ts), func.max(ev.ts), func.count(ev.id))
-            .outerjoin(ev, ev.chat_id == Chat.chat_id)
-            .where(Chat.migrated_to_chat_id.is_(None))
-            .group_by(Chat.chat_id, Chat.title)
-            .order_by(Chat.chat_id)
-        )
         async with self._connect() as conn:
-            rows = (await conn.execute(stmt)).all()
-        return [
-            (c, t, from_ts(a) if a is not None else None, from_ts(b) if b is not None else None, n)
-            for c, t, a, b, n in rows
-        ]
+            return await chats.chat_periods(conn)
 
     # ---- exactly-once sending -------------------------------------------------------
 
@@ -890,7 +712,7 @@ class Repo:
                 .where(MessageRow.reply_to_sender_id == user_id)
                 .values(reply_to_sender_id=None)
             )
-            await self._bump(conn)
+            await chats.bump(conn)
         return removed
 
     async def purge_chat(self, chat_id: int) -> None:
@@ -923,16 +745,11 @@ class Repo:
 
     async def get_state(self, key: str) -> int | None:
         async with self._connect() as conn:
-            value: int | None = (
-                await conn.execute(select(BotState.value).where(BotState.key == key))
-            ).scalar()
-            return value
+            return await chats.get_state(conn, key)
 
     async def set_state(self, key: str, value: int) -> None:
-        stmt = self._insert(BotState).values(key=key, value=value)
-        stmt = stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value})
         async with self._begin() as conn:
-            await conn.execute(stmt)
+            await chats.set_state(conn, key, value)
 
     # ---- dead-letter table -----------------------------------------------------------
 
