@@ -42,13 +42,11 @@ from bot.events import (
     ReplyTarget,
     Role,
 )
-from storage import chats, claims, db, failed, sql
+from storage import chats, claims, db, failed, privacy, sql
 from storage.chats import ChatInfo, UserTuple
 from storage.models import (
     ActivityRow,
     Chat,
-    ChatTarget,
-    Claim,
     HostEventRow,
     ManualHost,
     MemberCount,
@@ -694,52 +692,17 @@ class Repo:
     # ---- privacy ---------------------------------------------------------------------
 
     async def forget_user(self, user_id: int) -> int:
-        """Remove one person's rows from every group (/forgetme); returns rows removed."""
-        removed = 0
         self._known_users.pop(user_id, None)
         async with self._begin() as conn:
-            for stmt in (
-                delete(ActivityRow).where(ActivityRow.user_id == user_id),
-                delete(MessageRow).where(MessageRow.sender_id == user_id),
-                delete(MembershipEventRow).where(MembershipEventRow.user_id == user_id),
-                delete(HostEventRow).where(HostEventRow.user_id == user_id),
-                delete(ManualHost).where(ManualHost.user_id == user_id),
-                delete(User).where(User.user_id == user_id),
-            ):
-                removed += (await conn.execute(stmt)).rowcount or 0
-            await conn.execute(
-                update(MessageRow)
-                .where(MessageRow.reply_to_sender_id == user_id)
-                .values(reply_to_sender_id=None)
-            )
-            await chats.bump(conn)
-        return removed
+            return await privacy.forget_user(conn, user_id)
 
     async def purge_chat(self, chat_id: int) -> None:
-        """Remove everything stored about a group (/purge)."""
         async with self._begin() as conn:
-            for model in (
-                ActivityRow,
-                MessageRow,
-                MembershipEventRow,
-                HostEventRow,
-                ManualHost,
-                MemberCount,
-                ChatTarget,
-                Claim,
-                Chat,
-            ):
-                await conn.execute(delete(model).where(model.chat_id == chat_id))
+            await privacy.purge_chat(conn, chat_id)
 
     async def drop_old_messages(self, before_utc: datetime) -> int:
-        """Per-message rows older than the retention period (joins and leaves are kept:
-        head-counts are built from them)."""
         async with self._begin() as conn:
-            await conn.execute(delete(ActivityRow).where(ActivityRow.ts < to_ts(before_utc)))
-            result = await conn.execute(
-                delete(MessageRow).where(MessageRow.ts < to_ts(before_utc))
-            )
-            return result.rowcount or 0
+            return await privacy.drop_old_messages(conn, before_utc)
 
     # ---- update offset -------------------------------------------------------------
 
