@@ -21,7 +21,6 @@ from sqlalchemy import (
     Integer,
     and_,
     column,
-    delete,
     func,
     or_,
     select,
@@ -42,7 +41,7 @@ from bot.events import (
     ReplyTarget,
     Role,
 )
-from storage import chats, claims, db, failed, privacy, sql
+from storage import chats, claims, db, failed, hosts, privacy, sql
 from storage.chats import ChatInfo, UserTuple
 from storage.models import (
     ActivityRow,
@@ -290,78 +289,27 @@ class Repo:
 
     # ---- hosts -----------------------------------------------------------------------
 
-    async def _hosts_now(self, conn: AsyncConnection, chat_id: int) -> set[int]:
-        rows = await conn.execute(
-            select(HostEventRow.user_id, HostEventRow.is_host)
-            .where(HostEventRow.chat_id == chat_id)
-            .order_by(HostEventRow.ts, HostEventRow.seq, HostEventRow.id)
-        )
-        state: dict[int, bool] = {}
-        for user_id, is_host in rows:
-            state[user_id] = is_host
-        return {u for u, h in state.items() if h}
-
     async def admin_hosts(self, chat_id: int) -> set[int]:
-        """Users who are admins/creator now, as last seen from Telegram."""
         async with self._connect() as conn:
-            return await self._hosts_now(conn, chat_id)
+            return await hosts.admin_hosts(conn, chat_id)
 
     async def set_host(self, change: HostChange) -> bool:
-        """Record a change of admin status; nothing when the status is already that."""
         async with self._begin() as conn:
-            current = await self._hosts_now(conn, change.chat_id)
-            if (change.user_id in current) == change.is_host:
-                return False
-            await self._insert_host_changes(conn, [change])
-            return True
+            return await hosts.set_host(conn, change)
 
     async def sync_admins(self, chat_id: int, admin_ids: set[int], ts_utc: datetime) -> None:
-        """Make the stored admin set equal Telegram's getChatAdministrators answer."""
         async with self._begin() as conn:
-            current = await self._hosts_now(conn, chat_id)
-            changes = [
-                HostChange(chat_id, u, ts_utc, True, source="admins")
-                for u in sorted(admin_ids - current)
-            ] + [
-                HostChange(chat_id, u, ts_utc, False, source="admins")
-                for u in sorted(current - admin_ids)
-            ]
-            await self._insert_host_changes(conn, changes)
-
-    async def _insert_host_changes(
-        self, conn: AsyncConnection, changes: Sequence[HostChange]
-    ) -> None:
-        if not changes:
-            return
-        await chats.bump(conn, changes[0].chat_id)
-        await conn.execute(
-            self._insert(HostEventRow).on_conflict_do_nothing(), [host_row(c) for c in changes]
-        )
+            await hosts.sync_admins(conn, chat_id, admin_ids, ts_utc)
 
     async def manual_hosts(self, chat_id: int) -> set[int]:
         async with self._connect() as conn:
-            rows = await conn.execute(
-                select(ManualHost.user_id).where(ManualHost.chat_id == chat_id)
-            )
-            return set(rows.scalars())
+            return await hosts.manual_hosts(conn, chat_id)
 
     async def set_manual_host(
         self, chat_id: int, user_id: int, on: bool, ts_utc: datetime
     ) -> None:
         async with self._begin() as conn:
-            await chats.bump(conn, chat_id)
-            if on:
-                await conn.execute(
-                    self._insert(ManualHost)
-                    .values(chat_id=chat_id, user_id=user_id, added_ts=to_ts(ts_utc))
-                    .on_conflict_do_nothing()
-                )
-            else:
-                await conn.execute(
-                    delete(ManualHost).where(
-                        ManualHost.chat_id == chat_id, ManualHost.user_id == user_id
-                    )
-                )
+            await hosts.set_manual_host(conn, chat_id, user_id, on, ts_utc)
 
     # ---- posts and activity ----------------------------------------------------------
 
@@ -762,17 +710,6 @@ def membership_row(ev: MembershipEvent) -> dict[str, Any]:
         "invite_link": ev.invite_link,
         "invite_link_name": None,
         "via_join_request": False,
-    }
-
-
-def host_row(change: HostChange) -> dict[str, Any]:
-    return {
-        "chat_id": change.chat_id,
-        "user_id": change.user_id,
-        "ts": to_ts(change.ts_utc),
-        "seq": change.seq,
-        "is_host": change.is_host,
-        "source": change.source,
     }
 
 
