@@ -1,7 +1,7 @@
 """Back-fill a group's history from a Telegram Desktop export (`result.json`), streamed.
 
 Imported events go into the same tables as live ones, through the same rules
-(bot.classify, storage.repo.is_duplicate), so every report works on them and an import
+(bot.classify, storage.membership.is_duplicate), so every report works on them and an import
 overlapping live data stores each join, leave and message once (SPEC 2, 8, 9).
 
 The file is read twice and never loaded whole: a first pass checks it, finds its chats,
@@ -32,7 +32,8 @@ from bot.classify import Sender, answer_marks, is_question, reply_marks, sender_
 from bot.config import Config, GroupSettings
 from bot.events import HostChange, MemberKind, MembershipEvent, Post, ReplyTarget, Role
 from storage.bulk import BulkWriter, StoredPost
-from storage.repo import DEDUP_WINDOW_S, Repo, is_duplicate
+from storage.membership import DEDUP_WINDOW_S, is_duplicate
+from storage.repo import Repo
 
 # Telegram Desktop chat types that are groups, and the Bot API chat type of each
 GROUP_TYPES = {

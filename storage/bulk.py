@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.events import ActivityMark, HostChange, Level, MembershipEvent, Post, ReplyTarget, Role
 from storage.hosts import host_row
+from storage.membership import membership_row
 from storage.models import (
     ActivityRow,
     Chat,
@@ -28,7 +29,7 @@ from storage.models import (
     MessageRow,
     User,
 )
-from storage.repo import activity_row, membership_row, message_row
+from storage.repo import activity_row, message_row
 from storage.sql import insert_for, to_ts
 
 BATCH = 5000  # rows per INSERT

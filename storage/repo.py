@@ -35,42 +35,22 @@ from bot.events import (
     ActivityMark,
     HostChange,
     Level,
-    MemberKind,
     MembershipEvent,
     Post,
     ReplyTarget,
     Role,
 )
-from storage import chats, claims, db, failed, hosts, privacy, sql
+from storage import chats, claims, db, failed, hosts, membership, privacy, sql
 from storage.chats import ChatInfo, UserTuple
+from storage.membership import HistoryRows
 from storage.models import (
     ActivityRow,
-    Chat,
-    HostEventRow,
-    ManualHost,
-    MemberCount,
-    MembershipEventRow,
     MessageRow,
-    User,
 )
 from storage.sql import chunks, from_ts, insert_for, insert_many, to_ts
 
-DEDUP_WINDOW_S = 60  # SPEC 2: the same join/leave seen from two sources within 60 s
 KNOWN_USERS_MAX = 100_000  # per-process cache of user rows already written (memory bound)
 KNOWN_USERS_TTL_S = 300  # rewritten at least this often: another process may have removed it
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryRows:
-    """Everything the metrics need about one group's people, as our own types."""
-
-    tracking_start_utc: datetime | None
-    baseline_count: int
-    membership: list[MembershipEvent]
-    host_changes: list[HostChange]
-    bots: frozenset[int]
-    manual_hosts: frozenset[int]
-    first_post_utc: dict[int, datetime]
 
 
 @dataclass
@@ -160,11 +140,11 @@ class Repo:
     async def _flush(self, batch: _Batch) -> None:
         users, batch.users = batch.users, {}
         posts, batch.posts = batch.posts, []
-        membership, batch.membership = batch.membership, []
+        events, batch.membership = batch.membership, []
         if users:
             await self._write_users(batch.conn, list(users.values()))
-        if membership:
-            await self._write_membership(batch.conn, membership)
+        if events:
+            await membership.write_membership(batch.conn, events)
         if posts:
             await self._write_posts(batch.conn, posts)
 
@@ -192,9 +172,7 @@ class Repo:
 
     async def record_member_count(self, chat_id: int, ts_utc: datetime, count: int) -> None:
         async with self._begin() as conn:
-            await conn.execute(
-                self._insert(MemberCount).values(chat_id=chat_id, ts=to_ts(ts_utc), count=count)
-            )
+            await membership.record_member_count(conn, chat_id, ts_utc, count)
 
     async def record_users(self, users: Iterable[UserTuple]) -> None:
         """(user_id, is_bot, first_name, username); names kept for host lists and imports.
@@ -243,49 +221,7 @@ class Repo:
             batch.membership.append(ev)
             return True
         async with self._begin() as conn:
-            return await self._write_membership(conn, [ev]) > 0
-
-    async def _write_membership(
-        self, conn: AsyncConnection, events: Sequence[MembershipEvent]
-    ) -> int:
-        """Store the events that are not duplicates of stored ones or of each other, in
-        order; returns how many were new. One read for all groups, then executemany."""
-        times = [to_ts(ev.ts_utc) for ev in events]
-        near: dict[tuple[int, int], list[tuple[str, int]]] = {}
-        for chunk in chunks(sorted({(ev.chat_id, ev.user_id) for ev in events})):
-            rows = await conn.execute(
-                select(
-                    MembershipEventRow.chat_id,
-                    MembershipEventRow.user_id,
-                    MembershipEventRow.kind,
-                    MembershipEventRow.ts,
-                ).where(
-                    tuple_(MembershipEventRow.chat_id, MembershipEventRow.user_id).in_(chunk),
-                    MembershipEventRow.ts.between(
-                        min(times) - DEDUP_WINDOW_S, max(times) + DEDUP_WINDOW_S
-                    ),
-                )
-            )
-            for chat_id, user_id, kind, ts in rows:
-                near.setdefault((chat_id, user_id), []).append((kind, ts))
-        new = []
-        for ev, ts in zip(events, times, strict=True):
-            seen = near.setdefault((ev.chat_id, ev.user_id), [])
-            around = [(k, t) for k, t in seen if abs(t - ts) <= DEDUP_WINDOW_S]
-            if is_duplicate(ev.kind, ts, around):
-                continue
-            seen.append((str(ev.kind), ts))
-            new.append(membership_row(ev))
-        if not new:
-            return 0
-        if len(new) == 1:  # rowcount tells whether another process stored it first
-            stmt = self._insert(MembershipEventRow).on_conflict_do_nothing()
-            if not (await conn.execute(stmt.values(**new[0]))).rowcount:
-                return 0
-        else:
-            await insert_many(conn, MembershipEventRow, new)
-        await chats.bump(conn, *{row["chat_id"] for row in new})
-        return len(new)
+            return await membership.write_membership(conn, [ev]) > 0
 
     # ---- hosts -----------------------------------------------------------------------
 
@@ -544,71 +480,7 @@ class Repo:
 
     async def history(self, chat_id: int) -> HistoryRows:
         async with self._connect() as conn:
-            chat = (await conn.execute(select(Chat).where(Chat.chat_id == chat_id))).first()
-            mem = await conn.execute(
-                select(
-                    MembershipEventRow.user_id,
-                    MembershipEventRow.kind,
-                    MembershipEventRow.ts,
-                    MembershipEventRow.seq,
-                    MembershipEventRow.source,
-                    MembershipEventRow.invite_link,
-                )
-                .where(MembershipEventRow.chat_id == chat_id)
-                .order_by(MembershipEventRow.ts, MembershipEventRow.seq, MembershipEventRow.id)
-            )
-            membership = [
-                MembershipEvent(chat_id, u, MemberKind(k), from_ts(ts), seq, src, link)
-                for u, k, ts, seq, src, link in mem
-            ]
-            hosts = await conn.execute(
-                select(
-                    HostEventRow.user_id,
-                    HostEventRow.ts,
-                    HostEventRow.is_host,
-                    HostEventRow.seq,
-                    HostEventRow.source,
-                )
-                .where(HostEventRow.chat_id == chat_id)
-                .order_by(HostEventRow.ts, HostEventRow.seq, HostEventRow.id)
-            )
-            host_changes = [
-                HostChange(chat_id, u, from_ts(ts), h, seq, src) for u, ts, h, seq, src in hosts
-            ]
-            people_with_events = (
-                select(MembershipEventRow.user_id)
-                .where(MembershipEventRow.chat_id == chat_id)
-                .group_by(MembershipEventRow.user_id)
-                .subquery()
-            )
-            first_member_post = (
-                select(func.min(MessageRow.ts))
-                .where(
-                    MessageRow.chat_id == chat_id,
-                    MessageRow.sender_id == people_with_events.c.user_id,
-                    MessageRow.role == Role.MEMBER,
-                )
-                .scalar_subquery()
-            )
-            firsts = await conn.execute(select(people_with_events.c.user_id, first_member_post))
-            first_post = {u: from_ts(ts) for u, ts in firsts if ts is not None}
-            people = {e.user_id for e in membership} | {h.user_id for h in host_changes}
-            bots = await conn.execute(select(User.user_id).where(User.is_bot))
-            bot_ids = frozenset(b for b in bots.scalars() if b in people)
-            manual = await conn.execute(
-                select(ManualHost.user_id).where(ManualHost.chat_id == chat_id)
-            )
-            manual_ids = frozenset(manual.scalars())
-        start = chat.tracking_start_ts if chat is not None else None
-        return HistoryRows(
-            tracking_start_utc=from_ts(start) if start is not None else None,
-            baseline_count=chat.baseline_count if chat is not None else 0,
-            membership=membership,
-            host_changes=host_changes,
-            bots=bot_ids,
-            manual_hosts=manual_ids,
-            first_post_utc=first_post,
-        )
+            return await membership.history(conn, chat_id)
 
     async def chat_periods(
         self,
@@ -698,21 +570,6 @@ def message_row(post: Post, reply: ReplyTarget | None, flag: str | None = None) 
     }
 
 
-def membership_row(ev: MembershipEvent) -> dict[str, Any]:
-    """The `membership_events` row of a join or leave (every column but the id)."""
-    return {
-        "chat_id": ev.chat_id,
-        "user_id": ev.user_id,
-        "kind": str(ev.kind),
-        "ts": to_ts(ev.ts_utc),
-        "seq": ev.seq,
-        "source": ev.source,
-        "invite_link": ev.invite_link,
-        "invite_link_name": None,
-        "via_join_request": False,
-    }
-
-
 def activity_row(mark: ActivityMark) -> dict[str, Any]:
     return {
         "chat_id": mark.chat_id,
@@ -727,14 +584,3 @@ def _before(post: Post, ts: int, message_id: int) -> bool:
     """`post` came before the message (ts, message_id) in the chat's order."""
     own = to_ts(post.ts_utc)
     return own < ts or (own == ts and post.message_id < message_id)
-
-
-def is_duplicate(kind: MemberKind, ts: int, near: Sequence[tuple[str, int]]) -> bool:
-    """Same kind within the dedup window with no opposite event strictly between (SPEC 2)."""
-    for other_kind, other_ts in near:
-        if other_kind != kind:
-            continue
-        lo, hi = sorted((ts, other_ts))
-        if not any(k != kind and lo < t < hi for k, t in near):
-            return True
-    return False
