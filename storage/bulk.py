@@ -1,8 +1,8 @@
-"""Batched, all-or-nothing writes for history imports (the live path writes through repo.py).
+"""Batched, all-or-nothing writes for history imports (the live path writes through Repo).
 
 A `BulkWriter` works on one connection inside one transaction: one import is one
 transaction, so a broken file leaves the database exactly as it was. It buffers rows and
-inserts them in batches with ON CONFLICT DO NOTHING, with the same column values repo.py
+inserts them in batches with ON CONFLICT DO NOTHING, with the same column values the live path
 writes for the same events, so imported and live rows are indistinguishable.
 """
 
@@ -29,7 +29,7 @@ from storage.models import (
     MessageRow,
     User,
 )
-from storage.repo import activity_row, message_row
+from storage.posts import activity_row, message_row
 from storage.sql import insert_for, to_ts
 
 BATCH = 5000  # rows per INSERT

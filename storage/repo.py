@@ -1,13 +1,22 @@
-"""The only module that writes SQL: record events, and read back what the metrics need.
+"""The storage facade the bot uses: one engine, transactions and batches, the per-process
+caches, and one method per query, each run by the module that owns its tables:
 
-Every write is idempotent (unique keys + ON CONFLICT DO NOTHING on SQLite and PostgreSQL),
-so the same update delivered twice changes nothing.
+- storage.chats: groups, settings, targets, tracking, migration, user names, bot state
+- storage.membership: joins and leaves, member counts, a group's history for the metrics
+- storage.hosts: admin status changes and manual hosts
+- storage.posts: posts and the activity they cause
+- storage.claims: exactly-once sending of digests and alerts
+- storage.privacy: /forgetme, /purge, retention
+- storage.failed: the dead-letter table
+- storage.sql: helpers they share (storage.bulk is the importer's batched writer)
+
+No SQL outside storage/. Every write is idempotent (unique keys + ON CONFLICT DO NOTHING
+on SQLite and PostgreSQL), so the same update delivered twice changes nothing.
 """
 
 from __future__ import annotations
 
 import time
-from bisect import insort
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -16,38 +25,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Integer,
-    and_,
-    column,
-    func,
-    or_,
-    select,
-    tuple_,
-    update,
-    values,
-)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bot.classify import answer_marks, reply_marks
 from bot.events import (
     ActivityMark,
     HostChange,
-    Level,
     MembershipEvent,
     Post,
     ReplyTarget,
-    Role,
 )
-from storage import chats, claims, db, failed, hosts, membership, privacy, sql
+from storage import chats, claims, db, failed, hosts, membership, posts, privacy, sql
 from storage.chats import ChatInfo, UserTuple
 from storage.membership import HistoryRows
-from storage.models import (
-    ActivityRow,
-    MessageRow,
-)
-from storage.sql import chunks, from_ts, insert_for, insert_many, to_ts
 
 KNOWN_USERS_MAX = 100_000  # per-process cache of user rows already written (memory bound)
 KNOWN_USERS_TTL_S = 300  # rewritten at least this often: another process may have removed it
@@ -83,9 +72,6 @@ class Repo:
 
     async def close(self) -> None:
         await self.engine.dispose()
-
-    def _insert(self, table: Any) -> Any:
-        return insert_for(self.dialect, table)
 
     # ---- transactions and batches ----------------------------------------------------
 
@@ -139,14 +125,14 @@ class Repo:
 
     async def _flush(self, batch: _Batch) -> None:
         users, batch.users = batch.users, {}
-        posts, batch.posts = batch.posts, []
+        pending, batch.posts = batch.posts, []
         events, batch.membership = batch.membership, []
         if users:
             await self._write_users(batch.conn, list(users.values()))
         if events:
             await membership.write_membership(batch.conn, events)
-        if posts:
-            await self._write_posts(batch.conn, posts)
+        if pending:
+            await posts.write_posts(batch.conn, pending)
 
     # ---- chats and users -------------------------------------------------------------
 
@@ -259,194 +245,21 @@ class Repo:
             batch.posts.append((post, reply, discussion_window_s))
             return True
         async with self._begin() as conn:
-            return await self._write_posts(conn, [(post, reply, discussion_window_s)]) > 0
-
-    async def _write_posts(
-        self, conn: AsyncConnection, posts: Sequence[tuple[Post, ReplyTarget | None, int]]
-    ) -> int:
-        """Store posts not stored yet, in order, with the activity each causes given the
-        posts before it; returns how many were new. Two reads for all groups, then
-        executemany."""
-        members = [
-            (p, r, w) for p, r, w in posts if p.role == Role.MEMBER and p.sender_id is not None
-        ]
-        own = {(p.chat_id, p.message_id) for p, _, _ in posts}
-        # one read: which posts are stored already, and the stored reply targets
-        targets = await self._stored_targets(
-            conn, own | {(p.chat_id, r.message_id) for p, r, _ in members if r is not None}
-        )
-        stored = own & targets.keys()
-        recent = await self._answer_candidates(conn, [(p, w) for p, r, w in members if r is None])
-        rows: dict[tuple[int, int], dict[str, Any]] = {}
-        activity: list[dict[str, Any]] = []
-        flags: dict[str, set[tuple[int, int]]] = {"is_response": set(), "is_discussion": set()}
-        for post, reply, window_s in posts:
-            key, ts = (post.chat_id, post.message_id), to_ts(post.ts_utc)
-            if key in stored or key in rows:
-                continue  # a redelivered update changes nothing
-            rows[key] = message_row(post, reply)
-            marks: list[ActivityMark] = []
-            if post.role == Role.MEMBER and post.sender_id is not None:
-                if reply is not None:
-                    # the role at the time the target was sent wins over the update's view
-                    target_key = (post.chat_id, reply.message_id)
-                    row = rows.get(target_key)
-                    target = targets.get(target_key, reply)
-                    if row is not None:
-                        target = ReplyTarget(
-                            reply.message_id,
-                            from_ts(row["ts"]),
-                            Role(row["role"]),
-                            row["sender_id"],
-                        )
-                    marks = reply_marks(post, target)
-                else:
-                    lo = ts - window_s
-                    earlier = recent.get(post.chat_id, [])
-                    marks = answer_marks(
-                        post,
-                        (q for q in earlier if to_ts(q.ts_utc) >= lo and _before(q, ts, key[1])),
-                        window_s,
-                    )
-            if marks:
-                flag = "is_response" if marks[0].level == Level.RESPONSE else "is_discussion"
-                for m in marks:
-                    activity.append(activity_row(m))
-                    marked = (m.chat_id, m.message_id)
-                    if marked in rows:
-                        rows[marked][flag] = True
-                    else:
-                        flags[flag].add(marked)
-            if post.role == Role.HOST or (post.role == Role.MEMBER and post.is_question):
-                insort(
-                    recent.setdefault(post.chat_id, []),
-                    post,
-                    key=lambda q: (q.ts_utc, q.message_id),
-                )
-        if rows:
-            await insert_many(conn, MessageRow, list(rows.values()))
-        if activity:
-            await insert_many(conn, ActivityRow, activity)
-        for flag, keys in flags.items():
-            for chunk in chunks(sorted(keys)):
-                await conn.execute(
-                    update(MessageRow)
-                    .where(tuple_(MessageRow.chat_id, MessageRow.message_id).in_(chunk))
-                    .values({flag: True})
-                )
-        return len(rows)
-
-    async def _stored_targets(
-        self, conn: AsyncConnection, keys: set[tuple[int, int]]
-    ) -> dict[tuple[int, int], ReplyTarget]:
-        """Stored messages, by (chat_id, message_id), as reply targets: the role at the time
-        they were sent."""
-        out: dict[tuple[int, int], ReplyTarget] = {}
-        for chunk in chunks(sorted(keys)):
-            rows = await conn.execute(
-                select(
-                    MessageRow.chat_id,
-                    MessageRow.message_id,
-                    MessageRow.ts,
-                    MessageRow.role,
-                    MessageRow.sender_id,
-                ).where(tuple_(MessageRow.chat_id, MessageRow.message_id).in_(chunk))
-            )
-            for chat_id, mid, ts, role, sender in rows:
-                out[(chat_id, mid)] = ReplyTarget(mid, from_ts(ts), Role(role), sender)
-        return out
-
-    async def _answer_candidates(
-        self, conn: AsyncConnection, answering: Sequence[tuple[Post, int]]
-    ) -> dict[int, list[Post]]:
-        """Per group, the stored host posts and member questions that posts without a reply
-        may answer, in (ts, message_id) order."""
-        if not answering:
-            return {}
-        lo = min(to_ts(p.ts_utc) - w for p, w in answering)
-        hi = max(to_ts(p.ts_utc) for p, _ in answering)
-        rows = await conn.execute(
-            select(
-                MessageRow.chat_id,
-                MessageRow.message_id,
-                MessageRow.ts,
-                MessageRow.sender_id,
-                MessageRow.role,
-                MessageRow.is_question,
-            )
-            .where(
-                MessageRow.chat_id.in_(sorted({p.chat_id for p, _ in answering})),
-                MessageRow.ts >= lo,
-                MessageRow.ts <= hi,
-                or_(
-                    MessageRow.role == Role.HOST,
-                    and_(MessageRow.is_question, MessageRow.role == Role.MEMBER),
-                ),
-            )
-            .order_by(MessageRow.chat_id, MessageRow.ts, MessageRow.message_id)
-        )
-        out: dict[int, list[Post]] = {}
-        for chat_id, m, t, sender, role, q in rows:
-            out.setdefault(chat_id, []).append(
-                Post(chat_id, m, from_ts(t), Role(role), sender, is_question=q)
-            )
-        return out
+            return await posts.write_posts(conn, [(post, reply, discussion_window_s)]) > 0
 
     async def activity_marks(
         self, chat_id: int, start_utc: datetime, end_utc: datetime
     ) -> list[ActivityMark]:
         async with self._connect() as conn:
-            rows = await conn.execute(
-                select(
-                    ActivityRow.user_id, ActivityRow.level, ActivityRow.ts, ActivityRow.message_id
-                ).where(
-                    ActivityRow.chat_id == chat_id,
-                    ActivityRow.ts >= to_ts(start_utc),
-                    ActivityRow.ts < to_ts(end_utc),
-                )
-            )
-            return [
-                ActivityMark(chat_id, u, Level(level), from_ts(ts), mid)
-                for u, level, ts, mid in rows
-            ]
+            return await posts.activity_marks(conn, chat_id, start_utc, end_utc)
 
     async def active_user_counts(
         self, chat_id: int, day_bounds: Sequence[tuple[datetime, datetime]]
     ) -> dict[tuple[int, str], int]:
-        """{(day index, level): distinct active users} for consecutive local days.
-
-        One round trip, one row per day whatever the range (a column per day would hit
-        SQLite's 2,000 and PostgreSQL's 1,664 columns); each count is an index range scan
-        on (chat, level, ts, user). The day bounds are integer literals, not parameters,
-        so no range meets a bind-parameter limit either."""
         if not day_bounds:
             return {}
-        days = (
-            values(
-                column("i", Integer),
-                column("lo", BigInteger),
-                column("hi", BigInteger),
-                name="days",
-                literal_binds=True,
-            )
-            .data([(i, to_ts(lo), to_ts(hi)) for i, (lo, hi) in enumerate(day_bounds)])
-            .cte()
-        )
-        levels = [str(level) for level in Level]
-        counts = [
-            select(func.count(ActivityRow.user_id.distinct()))
-            .where(
-                ActivityRow.chat_id == chat_id,
-                ActivityRow.level == level,
-                ActivityRow.ts >= days.c.lo,
-                ActivityRow.ts < days.c.hi,
-            )
-            .scalar_subquery()
-            for level in levels
-        ]
         async with self._connect() as conn:
-            rows = (await conn.execute(select(days.c.i, *counts))).all()
-        return {(i, level): n for i, *ns in rows for level, n in zip(levels, ns, strict=True) if n}
+            return await posts.active_user_counts(conn, chat_id, day_bounds)
 
     # ---- migration -------------------------------------------------------------------
 
@@ -551,36 +364,3 @@ class Repo:
         """Row counts per table (for tests and `opsbot db status`)."""
         async with self._connect() as conn:
             return await sql.counts(conn)
-
-
-def message_row(post: Post, reply: ReplyTarget | None, flag: str | None = None) -> dict[str, Any]:
-    """The `messages` row of a post (flag: "is_response" or "is_discussion", if set)."""
-    return {
-        "chat_id": post.chat_id,
-        "message_id": post.message_id,
-        "ts": to_ts(post.ts_utc),
-        "role": str(post.role),
-        "sender_id": post.sender_id,
-        "sender_chat_id": post.sender_chat_id,
-        "reply_to_message_id": reply.message_id if reply else None,
-        "reply_to_sender_id": reply.sender_id if reply else None,
-        "is_question": post.is_question,
-        "is_response": flag == "is_response",
-        "is_discussion": flag == "is_discussion",
-    }
-
-
-def activity_row(mark: ActivityMark) -> dict[str, Any]:
-    return {
-        "chat_id": mark.chat_id,
-        "level": str(mark.level),
-        "message_id": mark.message_id,
-        "user_id": mark.user_id,
-        "ts": to_ts(mark.ts_utc),
-    }
-
-
-def _before(post: Post, ts: int, message_id: int) -> bool:
-    """`post` came before the message (ts, message_id) in the chat's order."""
-    own = to_ts(post.ts_utc)
-    return own < ts or (own == ts and post.message_id < message_id)
