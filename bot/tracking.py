@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 from telegram import Bot, Chat, ChatMember
 from telegram.error import TelegramError
 
+from bot.classify import is_member_status
 from bot.context import AppContext
 from bot.events import HostChange
 from storage.repo import Repo
@@ -18,9 +19,10 @@ log = logging.getLogger(__name__)
 
 
 async def fetch_admins(bot: Bot, chat_id: int) -> tuple[ChatMember, ...] | None:
-    """Telegram's admin list of a group; None (logged) when it cannot be read."""
+    """Telegram's admin list of a group, bot admins included (without `return_bots`
+    Telegram leaves out every bot but the caller); None (logged) when it cannot be read."""
     try:
-        return await bot.get_chat_administrators(chat_id)
+        return await bot.get_chat_administrators(chat_id, return_bots=True)
     except TelegramError as exc:
         log.warning("chat %s: cannot read administrators (%s)", chat_id, exc.__class__.__name__)
         return None
@@ -88,8 +90,12 @@ async def start_tracking(context: AppContext, chat: Chat, ts_utc: datetime) -> b
         except TelegramError:
             count = 0
         humans, bots = admins or (set(), set())
-        # the count includes admins and bots; we know the admins, ourselves and bot admins
-        baseline = max(0, count - len(humans) - len(bots | {bot.id}))
+        # the count includes everyone: ourselves, the admins (bots among them) and the
+        # configured or /hosts add hosts who are in the group (SPEC 4)
+        known = humans | bots | {bot.id}
+        others = context.settings(chat.id).hosts | await repo.manual_hosts(chat.id)
+        known |= await hosts_in_group(bot, chat.id, others - known)
+        baseline = max(0, count - len(known))
         await repo.start_tracking(chat.id, ts_utc, baseline)
         await repo.update_chat(chat.id, bot_status="member")
         context.host_cache.forget(chat.id)
@@ -97,6 +103,22 @@ async def start_tracking(context: AppContext, chat: Chat, ts_utc: datetime) -> b
         started = True
     context.tracked_chats.add(chat.id)
     return started
+
+
+async def in_group(bot: Bot, chat_id: int, user_id: int) -> bool:
+    """Whether getChatMember shows the user in the group (False when it cannot be read)."""
+    try:
+        found = await bot.get_chat_member(chat_id, user_id)
+    except TelegramError:
+        return False
+    return is_member_status(found.status, getattr(found, "is_member", None))
+
+
+async def hosts_in_group(bot: Bot, chat_id: int, user_ids: Iterable[int]) -> set[int]:
+    """The users (hosts that are no admins) whom getChatMember shows in the group."""
+    ids = sorted(user_ids)
+    found = await asyncio.gather(*(in_group(bot, chat_id, u) for u in ids))
+    return {u for u, inside in zip(ids, found, strict=True) if inside}
 
 
 async def _read_linked_chat(bot: Bot, repo: Repo, chat_id: int) -> None:

@@ -460,22 +460,48 @@ class Repo:
             return set(rows.scalars())
 
     async def set_manual_host(
-        self, chat_id: int, user_id: int, on: bool, ts_utc: datetime
+        self, chat_id: int, user_id: int, on: bool, ts_utc: datetime, in_baseline: bool = False
     ) -> None:
+        """Add or remove a /hosts add host; `in_baseline`: the user is one of the members the
+        baseline counted (in the group, no join recorded), so the baseline loses (or gets
+        back) one person with the change (SPEC 4)."""
         async with self._begin() as conn:
             await self._bump(conn, chat_id)
             if on:
-                await conn.execute(
+                result = await conn.execute(
                     self._insert(ManualHost)
                     .values(chat_id=chat_id, user_id=user_id, added_ts=to_ts(ts_utc))
                     .on_conflict_do_nothing()
                 )
             else:
-                await conn.execute(
+                result = await conn.execute(
                     delete(ManualHost).where(
                         ManualHost.chat_id == chat_id, ManualHost.user_id == user_id
                     )
                 )
+            if in_baseline and result.rowcount:
+                await conn.execute(
+                    update(Chat)
+                    .where(Chat.chat_id == chat_id, Chat.tracking_start_ts.is_not(None))
+                    .values(baseline_count=Chat.baseline_count + (-1 if on else 1))
+                )
+
+    async def joined_since_tracking(self, chat_id: int, user_id: int) -> bool:
+        """Whether the user's first recorded membership event in the group is a join: such
+        a user is counted by the bot's intervals, not by the baseline."""
+        async with self._connect() as conn:
+            first = (
+                await conn.execute(
+                    select(MembershipEventRow.kind)
+                    .where(
+                        MembershipEventRow.chat_id == chat_id,
+                        MembershipEventRow.user_id == user_id,
+                    )
+                    .order_by(MembershipEventRow.ts, MembershipEventRow.seq, MembershipEventRow.id)
+                    .limit(1)
+                )
+            ).scalar()
+        return first == str(MemberKind.JOIN)
 
     # ---- posts and activity ----------------------------------------------------------
 
@@ -603,6 +629,7 @@ class Repo:
                 MessageRow.sender_id,
                 MessageRow.role,
                 MessageRow.is_question,
+                MessageRow.thread_id,
             )
             .where(
                 MessageRow.chat_id.in_(sorted({p.chat_id for p, _ in answering})),
@@ -616,9 +643,9 @@ class Repo:
             .order_by(MessageRow.chat_id, MessageRow.ts, MessageRow.message_id)
         )
         out: dict[int, list[Post]] = {}
-        for chat_id, m, t, sender, role, q in rows:
+        for chat_id, m, t, sender, role, q, thread in rows:
             out.setdefault(chat_id, []).append(
-                Post(chat_id, m, from_ts(t), Role(role), sender, is_question=q)
+                Post(chat_id, m, from_ts(t), Role(role), sender, is_question=q, thread_id=thread)
             )
         return out
 
@@ -1014,6 +1041,7 @@ def message_row(post: Post, reply: ReplyTarget | None, flag: str | None = None) 
         "is_question": post.is_question,
         "is_response": flag == "is_response",
         "is_discussion": flag == "is_discussion",
+        "thread_id": post.thread_id,
     }
 
 
