@@ -102,9 +102,7 @@ def test_forum_updates_are_valid_and_shaped_as_telegram_sends_them() -> None:
     forum, host, alice, bob = tg.forum(-300, "F"), tg.user(1), tg.user(10), tg.user(11)
     root = tg.topic_created(forum, 50, 1, host, "Homework")
     in_topic = tg.message(forum, 51, 2, alice, "q?", topic=root["message"])
-    reply = tg.message(
-        forum, 52, 3, bob, "a", reply_to=in_topic["message"], topic=root["message"]
-    )
+    reply = tg.message(forum, 52, 3, bob, "a", reply_to=in_topic["message"], topic=root["message"])
     general = tg.message(forum, 53, 4, bob, "hi")
     chain = tg.message(tg.group(-400), 9, 5, bob, "a", reply_to=general["message"])
     for i, update in enumerate((root, in_topic, reply, general, chain)):
