@@ -126,7 +126,7 @@ def answer_marks(post: Post, recent: Iterable[Post], window_s: int) -> list[Acti
         ):
             continue
         if earlier.role == Role.HOST:
-            open_questions.clear()  # a host post closes every window of its topic opened before it
+            open_questions.clear()  # a host post closes the windows of its topic before it
         elif (
             earlier.role == Role.MEMBER
             and earlier.is_question

@@ -73,6 +73,13 @@ async def refresh_all_admins(bot: Bot, repo: Repo, now: datetime, parallel: int 
                 )
 
 
+def baseline_count(member_count: int, not_members: Iterable[int]) -> int:
+    """The members before tracking (SPEC 4): getChatMemberCount counts everyone, so the
+    people it counts who are no members are taken off: the bot itself, the administrators
+    (bot administrators included) and the other hosts who are in the group."""
+    return max(0, member_count - len(set(not_members)))
+
+
 async def start_tracking(context: AppContext, chat: Chat, ts_utc: datetime) -> bool:
     """Anchor the baseline the first time a group is seen (SPEC 4, 9); later calls are cheap.
     True if tracking started now (the admin list was just read and stored)."""
@@ -90,12 +97,11 @@ async def start_tracking(context: AppContext, chat: Chat, ts_utc: datetime) -> b
         except TelegramError:
             count = 0
         humans, bots = admins or (set(), set())
-        # the count includes everyone: ourselves, the admins (bots among them) and the
-        # configured or /hosts add hosts who are in the group (SPEC 4)
         known = humans | bots | {bot.id}
         others = context.settings(chat.id).hosts | await repo.manual_hosts(chat.id)
-        known |= await hosts_in_group(bot, chat.id, others - known)
-        baseline = max(0, count - len(known))
+        baseline = baseline_count(
+            count, known | await hosts_in_group(bot, chat.id, others - known)
+        )
         await repo.start_tracking(chat.id, ts_utc, baseline)
         await repo.update_chat(chat.id, bot_status="member")
         context.host_cache.forget(chat.id)
