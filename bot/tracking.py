@@ -73,6 +73,20 @@ async def refresh_all_admins(bot: Bot, repo: Repo, now: datetime, parallel: int 
                 )
 
 
+async def not_members(
+    bot: Bot, repo: Repo, chat_id: int, config_hosts: Iterable[int], now: datetime
+) -> set[int]:
+    """Whom getChatMemberCount counts who is no member (SPEC 4): the bot itself, the
+    administrators read with `return_bots` (bot administrators included; stored as host
+    changes on the way, the stored ones when Telegram does not answer), and the configured
+    or /hosts add hosts whom getChatMember shows in the group."""
+    admins = await refresh_admins(bot, repo, chat_id, now)
+    humans, bots = admins or (await repo.admin_hosts(chat_id), set())
+    known = humans | bots | {bot.id}
+    others = set(config_hosts) | await repo.manual_hosts(chat_id)
+    return known | await hosts_in_group(bot, chat_id, others - known)
+
+
 def baseline_count(member_count: int, not_members: Iterable[int]) -> int:
     """The members before tracking (SPEC 4): getChatMemberCount counts everyone, so the
     people it counts who are no members are taken off: the bot itself, the administrators
@@ -90,18 +104,13 @@ async def start_tracking(context: AppContext, chat: Chat, ts_utc: datetime) -> b
     await repo.ensure_chat(chat.id, chat.title, chat.type)
     info = await repo.chat(chat.id)
     if info is not None and info.tracking_start_utc is None:
-        admins = await refresh_admins(bot, repo, chat.id, ts_utc)
+        known = await not_members(bot, repo, chat.id, context.settings(chat.id).hosts, ts_utc)
         await _read_linked_chat(bot, repo, chat.id)
         try:
             count = await bot.get_chat_member_count(chat.id)
         except TelegramError:
             count = 0
-        humans, bots = admins or (set(), set())
-        known = humans | bots | {bot.id}
-        others = context.settings(chat.id).hosts | await repo.manual_hosts(chat.id)
-        baseline = baseline_count(
-            count, known | await hosts_in_group(bot, chat.id, others - known)
-        )
+        baseline = baseline_count(count, known)
         await repo.start_tracking(chat.id, ts_utc, baseline)
         await repo.update_chat(chat.id, bot_status="member")
         context.host_cache.forget(chat.id)

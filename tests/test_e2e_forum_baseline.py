@@ -12,11 +12,13 @@ import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bot import schedule
 from bot.cli import main
 from bot.config import load_config
 from tests import export_factory as ef
@@ -145,6 +147,42 @@ async def test_baseline_leaves_out_bot_admins_and_hosts_in_the_group(
         "response": 0,
         "interaction": 0,
     }
+
+
+async def test_the_daily_drift_check_leaves_out_bot_admins_and_hosts(
+    tmp_path: Path, db_url: str
+) -> None:
+    """Four more admin bots join after tracking began: Telegram's count grows by four, and
+    the digest's re-read leaves them out (with Guard, the bot and host 2) again: no drift
+    note. Reading admins without return_bots, it would report 10 members against our 4."""
+    api = FakeBotAPI().start()
+    try:
+        api.chats[CHAT] = tg.group(CHAT, "Camp")
+        api.admins[CHAT] = admins()
+        api.members[(CHAT, 2)] = tg.member(tg.user(2, "Configured"), "member")
+        api.count_everyone(CHAT, others=4)
+        config = write_config(tmp_path, db_url, api, hosts="2")
+        async with bot_running(load_config(config)) as app:
+            api.push(bot_added(tg.group(CHAT, "Camp"), ef.T0))
+            await settle(api)
+            api.admins[CHAT] += [
+                tg.member(tg.user(uid, "Helper", is_bot=True), "administrator")
+                for uid in range(6, 10)
+            ]
+            assert api.count_everyone(CHAT, others=4) == 12
+            now = datetime.fromtimestamp(ef.T0, UTC) + timedelta(days=1)
+            assert await schedule.send_digest(app, CHAT, now)
+            api.members[(CHAT, 2)] = tg.member(tg.user(2, "Configured"), "left")
+            api.count_everyone(CHAT, others=8)  # host 2 left; 4 more members: a drift
+            assert await schedule.send_digest(app, CHAT, now + timedelta(days=1))
+        digests = [
+            c.params["text"] for c in api.calls_of("sendMessage") if "📊" in c.params["text"]
+        ]
+    finally:
+        api.stop()
+    assert len(digests) == 2
+    assert "Data quality" not in digests[0]
+    assert "Data quality: Telegram counts 8 members, opsbot 4." in digests[1]
 
 
 # ---- forum topics (live and import) --------------------------------------------------
