@@ -149,6 +149,34 @@ async def test_baseline_leaves_out_bot_admins_and_hosts_in_the_group(
     }
 
 
+async def test_hosts_remove_gives_the_baseline_its_member_back(
+    tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """/hosts add then /hosts remove of member 10: a member again, counted once."""
+    api = FakeBotAPI().start()
+    try:
+        api.chats[CHAT] = tg.group(CHAT, "Camp")
+        api.admins[CHAT] = admins()
+        api.members[(CHAT, 10)] = tg.member(PEOPLE[10], "member")
+        api.count_everyone(CHAT, others=6)  # 6 + 10 + creator, Guard, bot
+        config = write_config(tmp_path, db_url, api)
+        group, t0 = tg.group(CHAT, "Camp"), ef.T0
+        async with bot_running(load_config(config)) as app:
+            said = tg.message(group, 20, t0 + 60, PEOPLE[10], "hello")
+            api.push(
+                bot_added(group, t0),
+                said,
+                command(group, 21, t0 + 120, "/hosts add", reply_to=said["message"]),
+            )
+            await settle(api)
+            assert (await app.bot_data["repo"].chat(CHAT)).baseline_count == 6
+            api.push(command(group, 22, t0 + 180, "/hosts remove", reply_to=said["message"]))
+            await settle(api)
+    finally:
+        api.stop()
+    assert numbers(await asyncio.to_thread(report, config, capsys))["headcount_end"] == 7
+
+
 async def test_the_daily_drift_check_leaves_out_bot_admins_and_hosts(
     tmp_path: Path, db_url: str
 ) -> None:
