@@ -193,7 +193,13 @@ class FakeBotAPI:
     def m_sendMessage(self, params: dict[str, Any]) -> Any:
         topic: dict[str, Any] = {}
         thread = params.get("message_thread_id")
-        if thread is not None and self._chat(int(params["chat_id"])).get("is_forum"):
+        if thread is not None:
+            if not self._chat(int(params["chat_id"])).get("is_forum"):
+                return 400, {
+                    "ok": False,
+                    "error_code": 400,
+                    "description": "Bad Request: message thread not found",
+                }
             # sent into a forum topic (the General topic has no thread id)
             topic = {"message_thread_id": int(thread), "is_topic_message": True}
         return self._sent(params, text=params.get("text", ""), **topic)

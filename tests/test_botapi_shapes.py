@@ -176,8 +176,11 @@ def test_server_honours_return_bots_and_counts_everyone() -> None:
         assert ids == [[1, BOT_ID], [1, 4, BOT_ID]]
         assert api.count_everyone(-100, others=10) == 14  # 10 + creator, guard, bot, user 3
         assert api.answer("getChatMemberCount", {"chat_id": -100})[1]["result"] == 14
-        forum_post = api.answer("sendMessage", {"chat_id": -100, "text": "x"})[1]["result"]
-        assert "message_thread_id" not in forum_post
+        plain = api.answer("sendMessage", {"chat_id": -100, "text": "x"})[1]["result"]
+        assert "message_thread_id" not in plain
+        # a thread id outside a forum is refused, as Telegram does
+        refused = api.answer("sendMessage", {"chat_id": -100, "text": "x", "message_thread_id": 5})
+        assert refused[0] == 400
     finally:
         api.stop()
 
