@@ -27,7 +27,7 @@ from telegram.ext import (
 from bot import schedule
 from bot.config import Config
 from bot.context import AppContext, OpsApplication
-from bot.ingest import DB_ERRORS, note_failure, poll_committed
+from bot.ingest import is_transient, note_failure, poll_committed
 from bot.redact import redact_in_logs
 from bot.tracking import refresh_all_admins, utcnow
 from bot.webhook import start_webhook_server
@@ -144,15 +144,16 @@ def register(application: OpsApplication) -> None:
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Log one line (no token, no message text) and keep going."""
+    """Log one line (no token, no message text) and keep going. A failed update is noted
+    for ingest: retried if the database was unavailable, else put on the dead-letter table
+    (ingest logs that line, with the handler, once the update is done)."""
     err = context.error
-    update_id = update.update_id if isinstance(update, Update) else None
     name = err.__class__.__name__ if err else "unknown"
-    if isinstance(update, Update) and isinstance(err, DB_ERRORS):
-        # ingest keeps the update, retries it and logs the outage once
-        log.debug("update %s not stored: %s", update_id, name)
+    if isinstance(update, Update):
+        why = "not stored" if is_transient(err) else "failed"
+        log.debug("update %s %s: %s", update.update_id, why, name)
     else:
-        log.error("update %s failed: %s", update_id, name)
+        log.error("failed outside an update: %s", name)
     note_failure(context.application, update, err)
 
 
@@ -160,6 +161,9 @@ def build_application(config: Config, *, repo: Repo | None = None) -> OpsApplica
     if not config.token:
         raise ValueError("telegram.token is not set (config file or OPSBOT_TOKEN)")
     redact_in_logs(config.token)
+    for name in ("telegram.Bot", "telegram.ext.ExtBot"):
+        # their DEBUG lines hold every Bot API answer whole: update JSON, message texts
+        logging.getLogger(name).setLevel(logging.INFO)
     builder = (
         ApplicationBuilder()
         .token(config.token)

@@ -1,4 +1,4 @@
-"""`opsbot run | db | report | import | export | demo` — the command line (SPEC 8)."""
+"""`opsbot run | db | report | import | export | demo` — the command line."""
 
 from __future__ import annotations
 
@@ -27,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="opsbot",
         description="Telegram bot for operations groups: retention and active-member rates.",
+        epilog="What every number means, with worked examples: docs/metrics.md",
     )
+    parser.add_argument("--version", action="version", version=f"opsbot {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the bot (long polling, or webhook per config)")
@@ -38,7 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(dbp)
     dbp.add_argument("action", choices=["upgrade", "status"])
     dbp.set_defaults(func=cmd_db)
-    rep = sub.add_parser("report", help="the digest of a day on the terminal (--json: SPEC 8)")
+    rep = sub.add_parser(
+        "report",
+        help="the digest of a day on the terminal (fields: docs/metrics.md)",
+        epilog="Every field of the digest and of --json is defined in docs/metrics.md.",
+    )
     _add_config(rep)
     rep.add_argument("--chat", type=int, required=True, metavar="ID", help="group chat id")
     rep.add_argument(
@@ -46,7 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="YYYY-MM-DD",
         help="local day in the group's timezone (default: yesterday)",
     )
-    rep.add_argument("--json", action="store_true", help="print the JSON structure")
+    rep.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object (its fields: docs/metrics.md, section 'The daily digest')",
+    )
     rep.set_defaults(func=cmd_report)
 
     imp = sub.add_parser("import", help="back-fill from a Telegram Desktop export (result.json)")
@@ -80,12 +90,32 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="a bot's user id (repeatable): exports have no bot flag",
     )
+    imp.add_argument(
+        "--linked-channel",
+        type=_channel_id,
+        metavar="ID",
+        help="the group's linked channel: its Bot API id (-100…) or the export's id "
+        "(123 or channel123). Default: the one the bot already knows for the group, else "
+        "the channel whose automatic forwards the export shows",
+    )
     imp.set_defaults(func=cmd_import)
 
     from bot.cli_offline import add_offline_commands
 
     add_offline_commands(sub, _add_config)
+    from bot.check import add_check_command
+
+    add_check_command(sub, _add_config)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("opsbot")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def cmd_report(args: argparse.Namespace, config: Config) -> int:
@@ -139,6 +169,15 @@ def cmd_report(args: argparse.Namespace, config: Config) -> int:
     return asyncio.run(main())
 
 
+def _channel_id(text: str) -> int:
+    from bot.importer import linked_channel_id
+
+    try:
+        return linked_channel_id(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def cmd_import(args: argparse.Namespace, config: Config) -> int:
     from pathlib import Path
 
@@ -156,6 +195,7 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
                 export_tz=args.export_timezone,
                 hosts=args.host,
                 bots=args.bot,
+                linked_channel=args.linked_channel,
             )
         finally:
             await repo.close()

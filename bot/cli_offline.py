@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.config import Config, replace_storage
@@ -16,7 +16,11 @@ def add_offline_commands(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
     add_config: Callable[[argparse.ArgumentParser], None],
 ) -> None:
-    exp = sub.add_parser("export", help="CSV files of daily metrics and membership events")
+    exp = sub.add_parser(
+        "export",
+        help="CSV files of daily metrics and membership events",
+        epilog="The columns are the numbers defined in docs/metrics.md.",
+    )
     add_config(exp)
     exp.add_argument("--chat", type=int, required=True, metavar="ID", help="group chat id")
     exp.add_argument("--days", type=int, default=30, metavar="N", help="last N days (30)")
@@ -28,7 +32,9 @@ def add_offline_commands(
     chats.set_defaults(func=cmd_chats)
 
     demo = sub.add_parser(
-        "demo", help="build a synthetic group, import it, print its digest and retention"
+        "demo",
+        help="build a synthetic group up to now, import it, print yesterday's digest and tables",
+        epilog="What every number means: docs/metrics.md",
     )
     add_config(demo)
     demo.add_argument(
@@ -105,13 +111,18 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
     for stale in out.glob("demo.db*"):
         stale.unlink()
     now = datetime.now(UTC)
-    spec = synthetic.GroupSpec(start=now.date() - timedelta(days=30), days=30)
+    tz = config.defaults.tz
+    today = now.astimezone(tz).date()
+    # 30 full days, then today up to this moment: yesterday is a whole day
+    spec = synthetic.GroupSpec(
+        start=today - timedelta(days=30), days=31, timezone=str(tz), until=now
+    )
     export = out / "result.json"
     n = synthetic.write_export(spec, export)
     config = replace_storage(config, f"sqlite+aiosqlite:///{db_path.resolve()}")
     chat_id = int(f"-100{spec.chat_id}")
     hosts = [synthetic.HOST_BASE_ID + i for i in range(spec.hosts)]
-    print(f"1. wrote a synthetic Telegram Desktop export: {export} ({n} items)")
+    print(f"1. wrote a synthetic Telegram Desktop export: {export} ({n} items, up to now)")
     (out / "config.toml").write_text(f'[storage]\nurl = "sqlite:///{db_path.resolve()}"\n')
 
     async def main() -> None:
@@ -123,29 +134,28 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
             await repo.set_chat_target(chat_id, "retention_day1", 0.8, None, 0, now)
             await repo.set_chat_target(chat_id, "response_rate", 0.2, "last 7", 0, now)
             settings = await service.group_settings(repo, config, chat_id)
-            last_day: date = now.astimezone(settings.tz).date() - timedelta(days=1)
+            lang, last_day = settings.language, today - timedelta(days=1)
             result = await service.digest(repo, config, chat_id, last_day, now)
-            print(
-                reports.digest_text(
-                    result.report, settings.language, spec.title, result.net, result.changes
-                )
-            )
-            print()
+            clock = f"{settings.digest_time:%H:%M}"
+            print(f"— Yesterday's digest, {last_day} (what the bot posts at {clock}) —")
+            print(reports.digest_text(result.report, lang, spec.title, result.net, result.changes))
             rows, _ = await service.retention_rows(repo, config, chat_id, 14, now)
             print(
-                reports.retention_table(
-                    rows, settings.windows, settings.language, settings.timezone
-                )
+                "\n— Retention by join day, last 14 days (/retention 14); "
+                "today's joins are still pending —"
             )
+            print(reports.retention_table(rows, settings.windows, lang, settings.timezone))
+            active = await service.active_rows(repo, config, chat_id, 7, now)
+            print("\n— Active members per day, last 7 days (/active 7); today is partial —")
+            print(reports.active_table(active, lang, settings.timezone))
             series, target = await service.metric_series(
                 repo, config, chat_id, "retention_day1", 30, now
             )
             chart = out / "trend_retention_day1.png"
-            chart.write_bytes(
-                charts.trend_png("retention_day1", series, target, settings.language)
-            )
-            print(f"\n3. trend chart: {chart}")
+            chart.write_bytes(charts.trend_png("retention_day1", series, target, lang, spec.title))
+            print(f"\n3. trend chart (/trend retention_day1 30): {chart}")
             print(f"   more: opsbot report --chat {chat_id} --json --config {out / 'config.toml'}")
+            print("   what every number means: docs/metrics.md")
         finally:
             await repo.close()
 

@@ -4,9 +4,10 @@ Imported events go into the same tables as live ones, through the same rules
 (bot.classify, storage.repo.is_duplicate), so every report works on them and an import
 overlapping live data stores each join, leave and message once (SPEC 2, 8, 9).
 
-The file is read twice and never loaded whole: a first pass checks it, finds its chats and
+The file is read twice and never loaded whole: a first pass checks it, finds its chats,
 learns which display name belongs to which user id (`invite_members`, `remove_members` and
-`create_group` name people only by display name); the second pass writes everything in
+`create_group` name people only by display name) and which channel's posts come in as
+automatic forwards (the linked channel); the second pass writes everything in
 one transaction, so a broken file leaves the database exactly as it was. Memory holds
 per-person state, the last `discussion_window` of posts, and the most recent messages as
 reply targets (older targets are read back from the database).
@@ -14,6 +15,7 @@ reply targets (older targets are read back from the database).
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
 from collections import Counter, deque
@@ -50,6 +52,14 @@ MIGRATION = ("migrate_to_supergroup", "migrate_from_group")
 RECENT_MESSAGES = 200_000  # reply targets kept in memory; older ones are read from the db
 PREFETCH = 5_000  # message ids per look-up of messages already stored (live overlap)
 PROGRESS_EVERY_S = 0.25
+# People known by name only get an id no Telegram user has: Telegram user ids fit in 52 bits
+NAME_ONLY_BASE = 1 << 62
+DELETED_ACCOUNT = "Deleted Account"  # what Telegram shows for a `null` name
+LINKED_BY = {
+    "flag": "from --linked-channel",
+    "database": "already known for the group",
+    "forwards": "its automatic forwards in the export",
+}
 NO_UNIXTIME = (
     "this export has no date_unixtime (made before 2021): pass --export-timezone ZONE, "
     "the timezone of the computer that exported it"
@@ -74,7 +84,10 @@ class ImportSummary:
     baseline: int = 0  # members present before the export's first event, as imported
     baseline_applied: bool = False  # False: the group was tracked from an earlier time
     tracking_start: datetime | None = None  # in force after the import
-    unmatched_names: int = 0
+    name_only: int = 0  # people the export names only by display name
+    name_only_known: int = 0  # … of whom the database already knew the user id
+    linked: int | None = None  # the linked channel taken for this import
+    linked_by: str = ""  # "flag" | "database" | "forwards"
     skipped: Counter[str] = field(default_factory=Counter)
 
     def text(self) -> str:
@@ -93,7 +106,11 @@ class ImportSummary:
             f"leaves    {self.leaves}",
             f"messages  {self.messages} ({self.replies} replies)",
             f"baseline  {self.baseline} members before the first event ({tracking})",
-            f"unmatched {self.unmatched_names} display names without a user id",
+            f"by name   {self.name_only} people known by name only"
+            + (f" ({self.name_only_known} matched a known user)" if self.name_only_known else ""),
+            f"linked    {self.linked} ({LINKED_BY[self.linked_by]})"
+            if self.linked is not None
+            else "linked    none (no linked channel known or seen)",
         ]
         lines += [f"skipped   {n} × {why}" for why, n in sorted(self.skipped.items())]
         return "\n".join(lines)
@@ -119,6 +136,24 @@ def bot_api_chat_id(chat_type: str, export_id: int) -> int:
     if GROUP_TYPES.get(chat_type) == "supergroup":
         return int(f"-100{export_id}")
     return -export_id
+
+
+def linked_channel_id(text: str) -> int:
+    """`--linked-channel`: a Bot API channel id (-100…), or the export's own form of it
+    (`channel123` or the bare 123) -> the Bot API id."""
+    value = text.strip().removeprefix("channel")
+    if value.startswith("-100") and value[4:].isdigit():
+        return int(value)
+    if value.isdigit() and int(value) > 0:
+        return int(f"-100{value}")
+    raise ValueError(f"expected a channel id like -1001234567890 or 1234567890, got {text!r}")
+
+
+def name_only_id(chat_id: int, name: str) -> int:
+    """The stable id of a person the export of `chat_id` knows only as `name`: the same in
+    every import of the group, and above every real Telegram user id (SPEC 9)."""
+    digest = hashlib.sha256(f"{chat_id}\n{name}".encode()).digest()
+    return NAME_ONLY_BASE + int.from_bytes(digest[:8], "big") % NAME_ONLY_BASE
 
 
 def peer_id(value: Any) -> tuple[str, int] | None:
@@ -274,7 +309,7 @@ def message_sender(
     return Sender(None, sender_chat_id=-pid, sender_chat_type="group")
 
 
-Person = int | str  # a user id, or a display name no user id was found for
+Person = int | str  # a user id, or a display name the export shows with no (single) id
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +331,7 @@ def resolve_name(
     if name is not None and actor[1] is not None and name == actor[0]:
         return actor[1]
     uid = names.get(name) if name is not None else None
-    return uid if uid is not None else (name if name is not None else "(deleted account)")
+    return uid if uid is not None else (name if name is not None else DELETED_ACCOUNT)
 
 
 def service_effects(item: ServiceItem, names: Mapping[str, int | None]) -> Effects:
@@ -310,7 +345,9 @@ def service_effects(item: ServiceItem, names: Mapping[str, int | None]) -> Effec
         return tuple(p for p, _ in pairs), ids
 
     if item.action in JOIN_BY_ACTOR:  # the actor is who joined
-        who: Person = item.actor_id if item.actor_id is not None else item.actor_name or "?"
+        who: Person = (
+            item.actor_id if item.actor_id is not None else item.actor_name or DELETED_ACCOUNT
+        )
         return Effects(joins=(who,), names=found)
     if item.action == "invite_members":  # the actor is the inviter, not a joiner
         joins, ids = people((None, None))
@@ -336,6 +373,19 @@ def learn_names(names: dict[str, int | None], raw: Mapping[str, Any]) -> None:
         if name is not None and uid is not None:
             known = names.get(name, uid)
             names[name] = uid if known == uid else None
+
+
+def automatic_forward(raw: Mapping[str, Any], export_id: int) -> int | None:
+    """The channel (export id) of an automatic forward: a post whose `from_id` is a channel
+    other than the group and whose `forwarded_from` is that same channel (Telegram Desktop
+    writes `forwarded_from` as the channel's name)."""
+    if raw.get("type") != "message":
+        return None
+    peer = peer_id(raw.get("from_id"))
+    if peer is None or peer[0] != "channel" or peer[1] == export_id:
+        return None
+    name = _name(raw.get("from"))
+    return peer[1] if name is not None and raw.get("forwarded_from") == name else None
 
 
 # ---- reading the file -----------------------------------------------------------------
@@ -493,6 +543,8 @@ class ExportFile:
 class _Scan:
     chat: ExportChat
     names: dict[str, int | None] = field(default_factory=dict)
+    listed: set[str] = field(default_factory=set)  # names in `members` lists
+    forwards: Counter[int] = field(default_factory=Counter)  # automatic forwards per channel
     first: datetime | None = None
     last: datetime | None = None
 
@@ -509,6 +561,12 @@ def _scan(file: ExportFile, clock: Clock) -> list[_Scan]:
         if not chat.is_group or not isinstance(raw, dict):
             continue
         learn_names(scan.names, raw)
+        members = raw.get("members")
+        if isinstance(members, list):
+            scan.listed.update(_name(m) or DELETED_ACCOUNT for m in members)
+        channel = automatic_forward(raw, chat.id)
+        if channel is not None:
+            scan.forwards[channel] += 1
         if _int(raw.get("id")) is None:
             continue
         ts = clock(raw)
@@ -556,6 +614,7 @@ class _ChatImport:
         clock: Clock,
         hosts: Sequence[int],
         bots: Sequence[int],
+        linked_channel: int | None = None,
     ) -> None:
         self.w = writer
         self.scan = scan
@@ -573,13 +632,15 @@ class _ChatImport:
         self.existing: dict[int, list[tuple[str, int]]] = {}
         self.imported: deque[tuple[int, int, str]] = deque()  # (ts, user, kind), last 60 s
         self.seen: set[int] = set()  # people with a join, leave, post or founder entry
-        self.baseline: set[Person] = set()
+        self.baseline: set[int] = set()
         self.users: set[int] = set()
+        self.named: dict[str, int] = {}  # display name -> the person it stands for
+        self.known_names: dict[str, list[int]] = {}  # of users the database knows in the group
         # per message: (ts, role, sender, forum topic)
         self.messages: dict[int, tuple[int, Role, int | None, int | None]] = {}
         self.topics: set[int] = set()  # ids of topic_created items: each is a forum topic
         self.recent: deque[Post] = deque()  # host posts and member questions in the window
-        self.linked: int | None = None
+        self.linked: int | None = linked_channel
         self.tracking_ts: int | None = None
         self.stored_range: tuple[int, int] | None = None
         self.stored: dict[int, StoredPost] = {}
@@ -591,7 +652,10 @@ class _ChatImport:
         await w.ensure_chat(chat_id, self.chat.name or None, GROUP_TYPES[self.chat.type])
         state = await w.chat_state(chat_id)
         assert state is not None
-        self.tracking_ts, self.linked = state.tracking_start_ts, state.linked_chat_id
+        self.tracking_ts = state.tracking_start_ts
+        await self.choose_linked(state.linked_chat_id)
+        unresolved = {n for n in self.scan.listed if n not in self.scan.names}
+        self.known_names = await w.group_users_named(chat_id, unresolved)
         self.existing = await w.existing_membership(chat_id)
         self.timeline = await w.host_timeline(chat_id)
         self.always_hosts |= await w.manual_hosts(chat_id)
@@ -603,6 +667,21 @@ class _ChatImport:
             for host in self.cli_hosts:
                 if not self.is_host(host, first):
                     await self.add_host(HostChange(chat_id, host, first, True, 0, "import"))
+
+    async def choose_linked(self, stored: int | None) -> None:
+        """The linked channel (SPEC 9): the flag's, else the stored one, else the channel
+        whose automatic forwards the export shows. Kept for the group if none was known."""
+        s = self.summary
+        if self.linked is not None:
+            s.linked_by = "flag"
+        elif stored is not None:
+            self.linked, s.linked_by = stored, "database"
+        elif self.scan.forwards:
+            [(channel, _)] = self.scan.forwards.most_common(1)
+            self.linked, s.linked_by = int(f"-100{channel}"), "forwards"
+        s.linked = self.linked
+        if stored is None and self.linked is not None:
+            await self.w.set_linked(self.chat_id, self.linked)
 
     # ---- hosts ----
 
@@ -630,21 +709,32 @@ class _ChatImport:
             self.users.add(user)
             await self.w.user(user, name)
 
-    def before_tracking(self, who: Person) -> None:
+    async def person(self, who: Person) -> int:
+        """A display name with no (single) id in the export -> the user the database knows
+        in the group by that name when there is exactly one, else the name's own stable
+        id: one person of the group throughout (SPEC 9)."""
+        if isinstance(who, int):
+            return who
+        uid = self.named.get(who)
+        if uid is None:
+            known = self.known_names.get(who, [])
+            uid = known[0] if len(known) == 1 else name_only_id(self.chat_id, who)
+            self.named[who] = uid
+            self.summary.name_only += 1
+            self.summary.name_only_known += int(len(known) == 1)
+            await self.user(uid, who)
+        return uid
+
+    def before_tracking(self, who: int) -> None:
         """`who` was a member before the export's first event (SPEC 9)."""
-        if isinstance(who, str):
-            self.baseline.add(who)
-            return
         first = self.scan.first
         if who not in self.bots and first is not None and not self.is_host(who, first):
             self.baseline.add(who)
 
     async def membership(
-        self, who: Person, kind: MemberKind, ts: datetime, seq: int, name: str | None
+        self, person: Person, kind: MemberKind, ts: datetime, seq: int, name: str | None
     ) -> None:
-        if isinstance(who, str):
-            self.summary.unmatched_names += 1
-            return
+        who = await self.person(person)
         if who not in self.seen:
             self.seen.add(who)
             if kind == MemberKind.LEAVE:  # leaving without a recorded join
@@ -685,16 +775,14 @@ class _ChatImport:
                 )
                 await self.add_host(change)
             await self.user(host, names.get(host))
-        for who in effects.founders:
-            if isinstance(who, str):
-                self.summary.unmatched_names += 1
-            else:
-                self.seen.add(who)
+        for founder in effects.founders:
+            who = await self.person(founder)
+            self.seen.add(who)
             self.before_tracking(who)
         for kind, people in ((MemberKind.JOIN, effects.joins), (MemberKind.LEAVE, effects.leaves)):
-            for who in people:
-                name = names.get(who) if isinstance(who, int) else None
-                await self.membership(who, kind, item.ts_utc, item.message_id, name)
+            for person in people:
+                name = names.get(person) if isinstance(person, int) else None
+                await self.membership(person, kind, item.ts_utc, item.message_id, name)
 
     # ---- messages ----
 
@@ -856,9 +944,11 @@ async def import_export(
     export_tz: str | None = None,
     hosts: Sequence[int] = (),
     bots: Sequence[int] = (),
+    linked_channel: int | None = None,
 ) -> list[ImportSummary]:
     """Import a Telegram Desktop export: its group, or every group of a full-account export
     (only `chat_id`'s when given; for a single-chat export `chat_id` overrides its id).
+    `linked_channel` (a Bot API id) is the group's linked channel, for one group only.
 
     All or nothing: raises ExportError, with the database unchanged, for a file that
     cannot be imported.
@@ -867,6 +957,10 @@ async def import_export(
     file = ExportFile(Path(path))
     scans = _scan(file, clock)
     selected = _select(file, scans, chat_id)
+    if linked_channel is not None and len(selected) > 1:
+        raise ExportError(
+            f"{file.path}: --linked-channel is one group's: pick the group with --chat-id"
+        )
     targets = {scan.chat.index: (scan, target) for scan, target in selected}
     summaries: list[ImportSummary] = []
     async with BulkWriter.transaction(repo.engine) as writer:
@@ -883,7 +977,9 @@ async def import_export(
                 scan, target = targets[chat.index]
                 target = await writer.resolve_chat_id(target)
                 settings = config.for_chat(target)
-                current = _ChatImport(writer, scan, target, settings, clock, hosts, bots)
+                current = _ChatImport(
+                    writer, scan, target, settings, clock, hosts, bots, linked_channel
+                )
                 await current.start()
         if current is not None:
             summaries.append(await current.finish())

@@ -134,7 +134,7 @@ async def send_digest(
             series, target = await service.metric_series(
                 repo, config, chat_id, "retention_day1", 14, now
             )
-            chart = charts.trend_png("retention_day1", series, target, settings.language)
+            chart = charts.trend_png("retention_day1", series, target, settings.language, title)
         sent = await _deliver(application, repo, chat_id, settings, text, chart)
     finally:
         await repo.finish_claim(chat_id, "digest", "", day.isoformat(), utcnow(), sent=sent)

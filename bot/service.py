@@ -321,20 +321,30 @@ async def active_rows(
     return rows
 
 
+class TrendPoint(NamedTuple):
+    """One day of a trend: the rate, its sample (matured joins, or the audience), pending."""
+
+    day: date
+    value: float | None
+    n: int | None
+    pending: bool  # not final yet: joins still maturing, or the day is not over
+
+
 async def metric_series(
     repo: Repo, config: Config, chat_id: int, metric: str, days: int, now: datetime
-) -> tuple[list[tuple[date, float | None]], float | None]:
-    """One value per local day of a metric (cohort rate or daily active rate), and its target."""
+) -> tuple[list[TrendPoint], float | None]:
+    """One point per local day of a metric (cohort rate or daily active rate), and its target."""
     data, span = await recent_days(repo, config, chat_id, days, now)
     window = metric_window(metric)
-    series: list[tuple[date, float | None]] = []
+    series: list[TrendPoint] = []
     for day in span:
         if window is not None:
-            value = metrics.retention(data.history, day, metrics.parse_window(window), now).rate
+            cell = metrics.retention(data.history, day, metrics.parse_window(window), now)
+            series.append(TrendPoint(day, cell.rate, cell.matured, cell.pending > 0))
         else:
             level = Level.RESPONSE if metric == "response_rate" else Level.INTERACTION
-            value = active_rate_on(data, day, level)[2]
-        series.append((day, value))
+            _, audience, rate = active_rate_on(data, day, level)
+            series.append(TrendPoint(day, rate, audience, day == span[-1]))
     target = next(
         (
             t.value

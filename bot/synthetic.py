@@ -3,7 +3,8 @@
 Joins arrive through the day with an evening peak, newcomers churn on a decaying curve,
 hosts post prompts that members answer, members reply to each other and answer questions
 without the reply button. Deterministic for a given seed; streamed to disk day by day, so
-a 1 GB export needs little memory.
+a 1 GB export needs little memory. With `until`, the history stops at that instant (the
+demo passes the moment it runs, so yesterday is a full day and today is a partial one).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class GroupSpec:
     messages_per_member_day: float = 0.6
     reply_to_host_share: float = 0.35
     question_share: float = 0.08
+    until: datetime | None = None  # nothing at or after this instant (UTC); None: every day
 
 
 HOST_BASE_ID = 5_000_000_000
@@ -200,8 +202,10 @@ def generate(spec: GroupSpec) -> Iterator[dict[str, Any]]:
     recent_prompt: int | None = None
     recent_posts: list[tuple[int, int]] = []  # (message id, sender) of recent member posts
     open_question: tuple[int, float] | None = None
+    stop = math.inf if spec.until is None else spec.until.timestamp()
     for day_index in range(spec.days):
-        for item in sorted(_day_items(b, day_index), key=lambda i: i["ts"]):
+        items = [i for i in _day_items(b, day_index) if i["ts"] < stop]
+        for item in sorted(items, key=lambda i: i["ts"]):
             next_id += 1
             item["id"] = next_id
             kind = item.pop("type")

@@ -33,7 +33,7 @@ async def store_admins(
 ) -> tuple[set[int], set[int]]:
     """Store an admin list as host changes; (human ids, bot ids)."""
     await repo.record_users(
-        (a.user.id, a.user.is_bot, a.user.first_name, a.user.username) for a in admins
+        (a.user.id, a.user.is_bot, a.user.full_name, a.user.username) for a in admins
     )
     humans = {a.user.id for a in admins if not a.user.is_bot}
     await repo.sync_admins(chat_id, humans, now)

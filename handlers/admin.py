@@ -51,7 +51,7 @@ async def on_hosts(update: Update, context: AppContext, call: GroupCall) -> None
     name = target.full_name
     if call.args[0] == "add":
         await context.repo.record_users(
-            [(target.id, target.is_bot, target.first_name, target.username)]
+            [(target.id, target.is_bot, target.full_name, target.username)]
         )
         await context.repo.set_manual_host(
             call.chat_id, target.id, True, utcnow(), await _in_baseline(context, call, target.id)

@@ -103,8 +103,11 @@ async def on_trend(update: Update, context: AppContext, call: GroupCall) -> None
     series, target = await service.metric_series(
         context.repo, context.config, call.chat_id, metric, days, utcnow()
     )
-    png = charts.trend_png(metric, series, target, call.lang)
+    png = charts.trend_png(metric, series, target, call.lang, call.title or str(call.chat_id))
     assert update.effective_message is not None
     await update.effective_message.reply_photo(
-        png, caption=t(call.lang, "trend_caption", metric=metric, days=days)
+        png,
+        caption=t(
+            call.lang, "trend_caption", metric=charts.metric_name(metric, call.lang), days=days
+        ),
     )

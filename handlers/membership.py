@@ -36,7 +36,7 @@ async def on_chat_member(update: Update, context: AppContext) -> None:
         return
     chat_id, user = cmu.chat.id, cmu.new_chat_member.user
     await start_tracking(context, cmu.chat, cmu.date)
-    await context.repo.record_users([(user.id, user.is_bot, user.first_name, user.username)])
+    await context.repo.record_users([(user.id, user.is_bot, user.full_name, user.username)])
     was_in, is_in, was_admin, is_admin = status_change(cmu)
     seq = update.update_id
     # host status first: a user who joins as an admin is a host at their join (SPEC 2)
@@ -94,7 +94,7 @@ async def on_service_members(update: Update, context: AppContext) -> None:
     joined = [u for u in msg.new_chat_members or () if u.id != me]
     left = msg.left_chat_member if msg.left_chat_member and msg.left_chat_member.id != me else None
     people = [*joined, *([left] if left else [])]
-    await context.repo.record_users((u.id, u.is_bot, u.first_name, u.username) for u in people)
+    await context.repo.record_users((u.id, u.is_bot, u.full_name, u.username) for u in people)
     for user in joined:
         await context.repo.record_membership(
             MembershipEvent(

@@ -78,7 +78,7 @@ async def on_post(update: Update, context: AppContext) -> None:
     role = sender_role(sender_of(msg), chat_id, linked, hosts)
     if msg.from_user is not None and role in (Role.MEMBER, Role.BOT):
         u = msg.from_user
-        await context.repo.record_users([(u.id, u.is_bot, u.first_name, u.username)])
+        await context.repo.record_users([(u.id, u.is_bot, u.full_name, u.username)])
     post = Post(
         chat_id=chat_id,
         message_id=msg.message_id,

@@ -186,6 +186,38 @@ class BulkWriter:
             for m, ts, role, s, q, thread in rows
         }
 
+    async def group_users_named(self, chat_id: int, names: Iterable[str]) -> dict[str, list[int]]:
+        """Display name -> ids of the users by that name who joined, left, posted or were
+        hosts in the group (for exports that name people without an id)."""
+        wanted = sorted(set(names))
+        if not wanted:
+            return {}
+        in_group = (
+            select(MembershipEventRow.user_id)
+            .where(MembershipEventRow.chat_id == chat_id)
+            .union(
+                select(MessageRow.sender_id).where(
+                    MessageRow.chat_id == chat_id, MessageRow.sender_id.is_not(None)
+                ),
+                select(HostEventRow.user_id).where(HostEventRow.chat_id == chat_id),
+                select(ManualHost.user_id).where(ManualHost.chat_id == chat_id),
+            )
+            .subquery()
+        )
+        out: dict[str, list[int]] = {}
+        for i in range(0, len(wanted), IN_CHUNK):
+            rows = await self.conn.execute(
+                select(User.first_name, User.user_id)
+                .where(
+                    User.first_name.in_(wanted[i : i + IN_CHUNK]),
+                    User.user_id.in_(select(in_group.c[0])),
+                )
+                .order_by(User.user_id)
+            )
+            for name, user_id in rows:
+                out.setdefault(str(name), []).append(user_id)
+        return out
+
     # ---- the group's row ------------------------------------------------------------
 
     async def ensure_chat(self, chat_id: int, title: str | None, type_: str) -> None:
@@ -206,6 +238,11 @@ class BulkWriter:
             update(Chat)
             .where(Chat.chat_id == chat_id)
             .values(tracking_start_ts=to_ts(start), baseline_count=baseline)
+        )
+
+    async def set_linked(self, chat_id: int, linked_chat_id: int) -> None:
+        await self.conn.execute(
+            update(Chat).where(Chat.chat_id == chat_id).values(linked_chat_id=linked_chat_id)
         )
 
     async def bump(self, chat_id: int) -> None:

@@ -34,12 +34,14 @@ from bot.events import (
 )
 from storage import db
 from storage.models import (
+    FAILED_NAME_MAX,
     ActivityRow,
     Base,
     BotState,
     Chat,
     ChatTarget,
     Claim,
+    FailedUpdate,
     HostEventRow,
     ManualHost,
     MemberCount,
@@ -1010,6 +1012,39 @@ class Repo:
         stmt = stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value})
         async with self._begin() as conn:
             await conn.execute(stmt)
+
+    # ---- dead-letter table -----------------------------------------------------------
+
+    async def record_failed_updates(
+        self, failures: Sequence[tuple[int, str, str]], ts: int
+    ) -> None:
+        """(update_id, error class, handler) of updates given up on; the first record of an
+        update is kept."""
+        rows = [
+            {
+                "update_id": update_id,
+                "ts": ts,
+                "error": error[:FAILED_NAME_MAX],
+                "handler": handler[:FAILED_NAME_MAX],
+            }
+            for update_id, error, handler in failures
+        ]
+        if rows:
+            async with self._begin() as conn:
+                await self._insert_many(conn, FailedUpdate, rows)
+
+    async def failed_updates(self) -> list[tuple[int, int, str, str]]:
+        """(update_id, ts, error class, handler) of the dead-letter table, by update id."""
+        async with self._connect() as conn:
+            rows = await conn.execute(
+                select(
+                    FailedUpdate.update_id,
+                    FailedUpdate.ts,
+                    FailedUpdate.error,
+                    FailedUpdate.handler,
+                ).order_by(FailedUpdate.update_id)
+            )
+            return [tuple(r) for r in rows]  # type: ignore[misc]
 
     async def counts(self) -> dict[str, int]:
         """Row counts per table (for tests and `opsbot db status`)."""

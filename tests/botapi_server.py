@@ -53,6 +53,7 @@ class FakeBotAPI:
         self.chats: dict[int, dict[str, Any]] = {}
         self.failures: dict[str, list[dict[str, Any]]] = {}
         self.privacy_mode_off = True
+        self.webhook: dict[str, Any] = {}  # setWebhook's url and allowed_updates
         self.max_poll_wait = 0.2
         self.max_batch = 100  # fewer updates per getUpdates make a stream last longer
         self.poll_delay = 0.0  # and so does a slower answer
@@ -139,6 +140,8 @@ class FakeBotAPI:
             "can_join_groups": True,
             "can_read_all_group_messages": self.privacy_mode_off,
             "supports_inline_queries": False,
+            "can_connect_to_business": False,
+            "has_main_web_app": False,
         }
 
     def m_getUpdates(self, params: dict[str, Any]) -> Any:
@@ -160,7 +163,26 @@ class FakeBotAPI:
     def _ok(self, _: dict[str, Any]) -> Any:
         return True
 
-    m_deleteWebhook = m_setWebhook = m_setMyCommands = m_deleteMyCommands = _ok
+    m_setMyCommands = m_deleteMyCommands = _ok
+
+    def m_setWebhook(self, params: dict[str, Any]) -> Any:
+        # without allowed_updates Telegram keeps the previous setting
+        allowed = params.get("allowed_updates", self.webhook.get("allowed_updates"))
+        self.webhook = {"url": params["url"]}
+        if allowed:
+            self.webhook["allowed_updates"] = allowed
+        return True
+
+    def m_deleteWebhook(self, _: dict[str, Any]) -> Any:
+        self.webhook = {k: v for k, v in self.webhook.items() if k == "allowed_updates"}
+        return True
+
+    def m_getWebhookInfo(self, _: dict[str, Any]) -> Any:
+        # allowed_updates is absent when it was not given: Telegram's default list, which
+        # leaves out chat_member
+        info = {"url": "", "has_custom_certificate": False}
+        return info | self.webhook | {"pending_update_count": len(self.updates)}
+
     m_answerCallbackQuery = _ok
 
     def _chat(self, chat_id: int) -> dict[str, Any]:
@@ -243,6 +265,15 @@ class FakeBotAPI:
         for admin in self.admins.get(chat_id, []):
             if admin["user"]["id"] == user_id:
                 return admin
+        if user_id == BOT_ID:
+            # about itself: a plain member of a group it is in; no such chat otherwise
+            if chat_id in self.chats:
+                return {"status": "member", "user": bot_user()}
+            return 400, {
+                "ok": False,
+                "error_code": 400,
+                "description": "Bad Request: chat not found",
+            }
         return {"status": "left", "user": {"id": user_id, "is_bot": False, "first_name": "U"}}
 
     def m_getChatMemberCount(self, params: dict[str, Any]) -> Any:

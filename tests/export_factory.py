@@ -6,6 +6,13 @@ Two format generations, as Telegram Desktop wrote them:
   computer's local time (LEGACY_TZ here), no `date_unixtime`.
 
 Times are given as seconds after T0.
+
+Shapes follow Telegram Desktop's JSON writer (export_output_json.cpp): an id is
+`"user123"`, `"channel123"` or `"chat123"`; a name is the peer's display name ("first last"
+for users, the title for chats), `null` when it is empty (a deleted account); the people
+someone else added or removed (`invite_members`, `remove_members`) and `create_group`'s
+are a `members` list of display names only, never ids; `forwarded_from` and `saved_from`
+are names, not ids.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ T0 = 1_795_000_000  # 2026-11-18 11:06:40 UTC
 LEGACY_TZ = "Asia/Shanghai"
 
 Person = tuple[str, int]  # (display name, user id)
+Channel = tuple[str, int]  # (title, the channel's export id: "channel<id>")
 
 
 def at(dt: int) -> datetime:
@@ -63,15 +71,17 @@ def join_by_request(mid: int, dt: int, who: Person, legacy: bool = False) -> dic
 
 
 def invite(
-    mid: int, dt: int, inviter: Person, names: list[str], legacy: bool = False
+    mid: int, dt: int, inviter: Person, names: list[str | None], legacy: bool = False
 ) -> dict[str, Any]:
+    """`invite_members`: the actor added people, named only (None: a deleted account)."""
     return service(mid, dt, inviter, "invite_members", legacy, members=names)
 
 
 def remove(
-    mid: int, dt: int, actor: Person, names: list[str], legacy: bool = False
+    mid: int, dt: int, actor: Person, names: list[str | None], legacy: bool = False
 ) -> dict[str, Any]:
-    """`remove_members`: with the actor's own name, the actor left on their own."""
+    """`remove_members`: with the actor's own name, the actor left on their own; else the
+    actor removed someone, named only (None: a deleted account)."""
     return service(mid, dt, actor, "remove_members", legacy, members=names)
 
 
@@ -119,10 +129,20 @@ def chat_post(
     text: str = "news",
     reply_to: int | None = None,
 ) -> dict[str, Any]:
-    """A message sent as a chat: `peer` is e.g. "channel4242" (the group itself)."""
+    """A message sent as a chat: `peer` is e.g. "channel4242" (the group itself), or a
+    channel's id when someone posts as that channel."""
     item = message(mid, dt, None, text, reply_to)
     item["from"] = name
     item["from_id"] = peer
+    return item
+
+
+def auto_forward(mid: int, dt: int, channel: Channel, text: str = "new post") -> dict[str, Any]:
+    """A linked channel's post as its discussion group shows it: sent by the channel,
+    forwarded from it and saved from it (by name), with no reply."""
+    item = chat_post(mid, dt, f"channel{channel[1]}", channel[0], text)
+    item = {k: v for k, v in item.items() if k != "text"}
+    item |= {"forwarded_from": channel[0], "saved_from": channel[0], "text": text}
     return item
 
 
@@ -159,8 +179,9 @@ HOST, ANN, BEN, CAT, DAN = ("Host", 1), ("Ann", 10), ("Ben", 11), ("Cat", 12), (
 def camp_day() -> list[dict[str, Any]]:
     """One camp day with every kind of item (tests/test_cli_offline.py checks its report).
 
-    With `--host 1`: Ann is in create_group (baseline 1); Ben, Cat, Dan join; "Nobody
-    Known" is invited but never seen with an id; Ben leaves, Dan is removed. Ben and Cat
+    With `--host 1`: Ann is in create_group (baseline 1); Ben, Cat, Dan join, and "Nobody
+    Known", invited and never seen with an id (one person known by name only); Ben
+    leaves, Dan is removed. Ben and Cat
     reply to host posts (the anonymous admin's included); Dan answers Cat's question
     without replying, Ann replies to Dan; Dan's last message comes too late to answer.
     """

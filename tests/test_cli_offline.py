@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from tests.test_import import camp_day, export
+from tests.test_import import NOBODY, camp_day, export
 
 
 @pytest.fixture
@@ -43,30 +43,31 @@ def test_report_json_equals_the_hand_checked_numbers(
         == 0
     )
     report = json.loads(capsys.readouterr().out)
-    # create_group: host 1 and Ann (baseline 1); Ben, Cat, Dan join; Ben leaves after
-    # 11 minutes, Dan is removed after 11: only Cat is still in at 1 h and at midnight.
-    # Ben and Cat replied to host posts; Ann, Cat and Dan took part in discussion.
+    # create_group: host 1 and Ann (baseline 1); Ben, Cat, Nobody Known (by name only),
+    # Dan join; Ben leaves after 11 minutes, Dan is removed after 11: Cat and Nobody Known
+    # are still in at 1 h and at midnight. Ben and Cat replied to host posts; Ann, Cat and
+    # Dan took part in discussion.
     assert report == {
         "chat_id": -1004242,
         "date": "2026-11-18",
         "timezone": "Asia/Shanghai",
-        "joins": 3,
+        "joins": 4,
         "leaves": 2,
-        "headcount_end": 2,
+        "headcount_end": 3,
         "retention": {
             "1h": {
                 "cohort": "2026-11-18",
-                "retained": 1,
-                "matured": 3,
+                "retained": 2,
+                "matured": 4,
                 "pending": 0,
-                "rate": 0.3333,
+                "rate": 0.5,
             },
             "day0": {
                 "cohort": "2026-11-18",
-                "retained": 1,
-                "matured": 3,
+                "retained": 2,
+                "matured": 4,
                 "pending": 0,
-                "rate": 0.3333,
+                "rate": 0.5,
             },
             "day1": {
                 "cohort": "2026-11-17",
@@ -77,9 +78,9 @@ def test_report_json_equals_the_hand_checked_numbers(
             },
         },
         "active": {
-            "audience": 4,
-            "response": {"users": 2, "rate": 0.5},
-            "interaction": {"users": 3, "rate": 0.75},
+            "audience": 5,
+            "response": {"users": 2, "rate": 0.4},
+            "interaction": {"users": 3, "rate": 0.6},
         },
         "targets": [],
     }
@@ -90,7 +91,7 @@ def test_export_and_chats(
 ) -> None:
     main(["import", str(export(tmp_path, camp_day())), "--host", "1", "--config", config_file])
     assert main(["chats", "--config", config_file]) == 0
-    assert "-1004242  Camp  2026-11-18 .. 2026-11-18  (5 membership events)" in (
+    assert "-1004242  Camp  2026-11-18 .. 2026-11-18  (6 membership events)" in (
         capsys.readouterr().out
     )
     out = tmp_path / "csv"
@@ -115,6 +116,7 @@ def test_export_and_chats(
     assert [(r["user_id"], r["event"]) for r in rows] == [
         ("11", "join"),
         ("12", "join"),
+        (str(NOBODY), "join"),
         ("13", "join"),
         ("11", "leave"),
         ("13", "leave"),
@@ -125,7 +127,7 @@ def test_export_and_chats(
         )
     )
     day = next(r for r in daily if r["date"] == "2026-11-18")
-    assert (day["joins"], day["audience"], day["response_rate"]) == ("3", "4", "0.5")
+    assert (day["joins"], day["audience"], day["response_rate"]) == ("4", "5", "0.4")
     assert main(["export", "--chat", "-42", "--config", config_file]) == 1
 
 

@@ -51,6 +51,9 @@ HOST, ANN, BEN, CAT, DAN, EVE = (
 )
 
 
+NOBODY = importer.name_only_id(CHAT, "Nobody Known")  # invited in camp() and camp_day()
+
+
 def export(
     tmp_path: Path,
     messages: list[dict[str, Any]],
@@ -97,7 +100,7 @@ async def test_real_private_group_export(repo: Repo) -> None:
     assert (s.joins, s.leaves, s.messages, s.replies) == (3, 0, 7, 0)
     # Naxalov and @RustamBek post without a recorded join: members from before
     assert s.baseline == 2
-    assert s.unmatched_names == 0
+    assert s.name_only == 0
     assert not s.skipped
     assert (s.first, s.last) == (
         datetime.fromtimestamp(1669385429, UTC),
@@ -132,7 +135,7 @@ async def test_real_migrated_supergroup_export(repo: Repo) -> None:
     # one message (Ben's, the creator: a host post); create_group is no join
     assert (s.joins, s.leaves, s.messages, s.replies) == (0, 0, 1, 0)
     # create_group members Ben (the creator, a host) and BenBot (no id anywhere): baseline 1
-    assert (s.baseline, s.unmatched_names) == (1, 1)
+    assert (s.baseline, s.name_only) == (1, 1)
     # 15:20:24 in Berlin (CET, UTC+1) .. the migration, 2021-03-22 15:56:27 CET
     assert s.first == datetime(2021, 3, 18, 14, 20, 24, tzinfo=UTC)
     assert s.last == datetime(2021, 3, 22, 14, 56, 27, tzinfo=UTC)
@@ -170,9 +173,10 @@ def camp() -> list[dict[str, Any]]:
 async def test_service_actions(repo: Repo, tmp_path: Path) -> None:
     [s] = await import_export(repo, CONFIG, ef.write(tmp_path, ef.chat(camp())))
     assert s.chat_id == CHAT
-    assert (s.joins, s.leaves, s.messages) == (4, 3, 2)
-    # Ann (never speaks or acts) and Zed Unknown in create_group, Nobody Known (invite)
-    assert s.unmatched_names == 3
+    assert (s.joins, s.leaves, s.messages) == (5, 3, 2)
+    # known by name only: Ann (never speaks or acts) and Zed Unknown in create_group,
+    # Nobody Known (invited): each one person, with an id of their own
+    assert (s.name_only, s.name_only_known) == (3, 0)
     assert s.baseline == 3  # Ann and Zed (create_group), Eve (left without a join)
     assert s.skipped == {
         "service action pin_message (nothing to record)": 1,
@@ -183,6 +187,7 @@ async def test_service_actions(repo: Repo, tmp_path: Path) -> None:
         (11, "join", 60),
         (13, "join", 90),
         (12, "join", 120),
+        (NOBODY, "join", 120),
         (11, "leave", 300),
         (13, "leave", 400),
         (14, "leave", 500),
@@ -191,18 +196,19 @@ async def test_service_actions(repo: Repo, tmp_path: Path) -> None:
     assert {e.source for e in h.membership} == {"import"}
     assert [(c.user_id, c.is_host, c.ts_utc) for c in h.host_changes] == [(1, True, at(0))]
     assert (h.tracking_start_utc, h.baseline_count) == (at(0), 3)
-    names = await repo.user_names([1, 11, 12, 13, 14])
-    assert names == {1: "Host", 11: "Ben", 12: "Cat", 13: "Dan", 14: "Eve"}
+    names = await repo.user_names([1, 11, 12, 13, 14, NOBODY])
+    assert names == {1: "Host", 11: "Ben", 12: "Cat", 13: "Dan", 14: "Eve", NOBODY: "Nobody Known"}
 
 
 async def test_camp_day(repo: Repo, tmp_path: Path) -> None:
     [s] = await import_export(repo, CONFIG, export(tmp_path, camp_day()), hosts=[1])
-    assert (s.joins, s.leaves, s.messages, s.replies) == (3, 2, 9, 3)  # 14 has no sender
-    assert (s.baseline, s.unmatched_names) == (1, 1)  # Ann; "Nobody Known"
+    assert (s.joins, s.leaves, s.messages, s.replies) == (4, 2, 9, 3)  # 14 has no sender
+    assert (s.baseline, s.name_only) == (1, 1)  # Ann; "Nobody Known"
     h = await repo.history(CHAT)
     assert membership(h) == [
         (11, "join", 60),
         (12, "join", 120),
+        (NOBODY, "join", 120),
         (13, "join", 130),
         (11, "leave", 700),
         (13, "leave", 800),
@@ -225,20 +231,23 @@ async def test_invite_members_names_matched_anywhere_in_the_export(
         ef.remove(3, 20, HOST, ["Ann"]),
         ef.message(4, 30, BEN, "hi"),  # Ben's name is learned after his join
         ef.service(5, 40, ANN, "join_group_by_link"),  # Ann's id, after she was named
-        # two different people called "Twin": the name matches nobody
+        # two different people called "Twin": the name is neither, but one person of its own
         ef.message(6, 50, ("Twin", 20), "a"),
         ef.message(7, 60, ("Twin", 21), "b"),
         ef.invite(8, 70, HOST, ["Twin"]),
     ]
     [s] = await import_export(repo, CONFIG, ef.write(tmp_path, ef.chat(items)), hosts=[1])
-    assert (s.joins, s.leaves, s.unmatched_names) == (3, 1, 2)
+    assert (s.joins, s.leaves, s.name_only) == (5, 1, 2)  # Ghost and "Twin" by name only
     assert s.baseline == 2  # the Twins post with no recorded join
     h = await repo.history(CHAT)
+    ghost, twin = (importer.name_only_id(CHAT, n) for n in ("Ghost", "Twin"))
     assert membership(h) == [
         (10, "join", 0),
         (11, "join", 0),
+        (ghost, "join", 0),
         (10, "leave", 20),
         (10, "join", 40),
+        (twin, "join", 70),
     ]
     assert 1 not in {e.user_id for e in h.membership}  # the inviter did not join
 
@@ -249,17 +258,19 @@ async def test_create_group_members_are_the_baseline_not_joins(repo: Repo, tmp_p
         ef.message(2, 10, ANN, "hi"),
         ef.message(3, 20, ("Helper", 500), "I am a bot"),
         ef.message(4, 30, CAT, "hello"),
-        ef.remove(5, 40, HOST, ["Ben"]),  # unmatched: Ben never speaks or acts
+        ef.remove(5, 40, HOST, ["Ben"]),  # by name only: Ben never speaks or acts
         ef.remove(6, 50, CAT, ["Cat"]),  # Cat leaves: already in the baseline
     ]
     path = ef.write(tmp_path, ef.chat(items))
     # Cat is a host for the whole export (--host), Helper a bot (--bot)
     [s] = await import_export(repo, CONFIG, path, hosts=[12], bots=[500])
-    assert (s.joins, s.leaves, s.messages) == (0, 1, 3)
+    assert (s.joins, s.leaves, s.messages) == (0, 2, 3)
     assert s.baseline == 2  # Ann, and "Ben" by name; not Host, Cat (hosts), Helper (bot)
-    assert s.unmatched_names == 2  # Ben in create_group and in remove_members
+    assert s.name_only == 1  # Ben, in create_group and in remove_members: one person
     h = await repo.history(CHAT)
-    assert membership(h) == [(12, "leave", 50)]  # a host's leave is recorded, as live
+    ben = importer.name_only_id(CHAT, "Ben")
+    # Ben's removal is his leave; a host's leave is recorded, as live
+    assert membership(h) == [(ben, "leave", 40), (12, "leave", 50)]
     assert sorted((c.user_id, c.ts_utc) for c in h.host_changes) == [(1, at(0)), (12, at(0))]
     assert h.baseline_count == 2
     async with repo.engine.connect() as conn:
@@ -449,7 +460,10 @@ async def test_reimport_changes_nothing(repo: Repo, tmp_path: Path) -> None:
     assert await repo.counts() == before
     assert (await repo.history(CHAT)).membership == history.membership
     assert (s.joins, s.leaves, s.messages) == (0, 0, 0)
-    assert s.skipped["joins/leaves already stored (same event within 60 s)"] == 7
+    assert s.skipped["joins/leaves already stored (same event within 60 s)"] == 8
+    # Ann, Zed Unknown and Nobody Known are the same people again: Nobody Known because the
+    # database knows her in the group (her join), the founders by their names' own ids
+    assert (s.name_only, s.name_only_known) == (3, 1)
     assert s.skipped["messages already stored"] == 2
     assert not s.baseline_applied
     assert s.tracking_start == at(0)
@@ -466,7 +480,7 @@ async def test_overlap_with_live_data_is_stored_once(repo: Repo, tmp_path: Path)
     await repo.record_post(Post(CHAT, 5, at(200), Role.MEMBER, 12), None, 600)
     items = [*camp(), ef.message(13, 800, DAN, "re", reply_to=5)]
     [s] = await import_export(repo, CONFIG, ef.write(tmp_path, ef.chat(items)))
-    assert (s.joins, s.messages) == (3, 2)
+    assert (s.joins, s.messages) == (4, 2)
     assert s.skipped["joins/leaves already stored (same event within 60 s)"] == 1
     assert s.skipped["messages already stored"] == 1
     h = await repo.history(CHAT)
@@ -643,14 +657,15 @@ def test_cli_import_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixtu
     lines = out.splitlines()
     assert lines[0] == f"chat      Camp ({CHAT}, private_supergroup)"
     assert lines[1] == "period    2026-11-18 11:06 .. 2026-11-18 11:18 UTC"
-    assert "joins     4" in lines
+    assert "joins     5" in lines
     assert "leaves    3" in lines
     assert "messages  2 (0 replies)" in lines
     assert any(line.startswith("baseline  3 members before the first event") for line in lines)
-    assert "unmatched 3 display names without a user id" in lines
+    assert "by name   3 people known by name only" in lines
+    assert "linked    none (no linked channel known or seen)" in lines
     assert "skipped   1 × messages without a sender" in lines
     assert len(lines) < 20
-    assert _counts(url)["membership_events"] == 7
+    assert _counts(url)["membership_events"] == 8
 
 
 def test_cli_import_old_export_with_timezone(
@@ -690,12 +705,12 @@ async def test_full_account_export_imports_every_group(repo: Repo, tmp_path: Pat
     path = ef.write(tmp_path, account_export())
     summaries = await import_export(repo, CONFIG, path)
     assert [(s.chat_id, s.title, s.joins, s.leaves, s.messages) for s in summaries] == [
-        (CHAT, "Camp", 4, 3, 2),
+        (CHAT, "Camp", 5, 3, 2),
         (-99, "Basic", 1, 0, 1),
     ]
     assert membership(await repo.history(-99)) == [(13, "join", 0)]
     counts = await repo.counts()
-    assert (counts["chats"], counts["messages"], counts["membership_events"]) == (2, 3, 8)
+    assert (counts["chats"], counts["messages"], counts["membership_events"]) == (2, 3, 9)
     before = counts
     await import_export(repo, CONFIG, path)
     assert await repo.counts() == before
@@ -709,12 +724,19 @@ async def test_full_account_export_one_group(repo: Repo, tmp_path: Path, chat_id
     assert (await repo.counts())["chats"] == 1
     with pytest.raises(ExportError, match="no group with id 12345"):
         await import_export(repo, CONFIG, path, chat_id=12345)
+    # one group's linked channel: with every group of the account, nothing is imported
+    before = await repo.counts()
+    with pytest.raises(ExportError, match="--linked-channel is one group's"):
+        await import_export(repo, CONFIG, path, linked_channel=-100555)
+    assert await repo.counts() == before
+    [s] = await import_export(repo, CONFIG, path, chat_id=chat_id, linked_channel=-100555)
+    assert (s.linked, s.linked_by) == (-100555, "flag")
 
 
 async def test_single_chat_export_chat_id_overrides(repo: Repo, tmp_path: Path) -> None:
     [s] = await import_export(repo, CONFIG, ef.write(tmp_path, ef.chat(camp())), chat_id=-42)
     assert s.chat_id == -42
-    assert len((await repo.history(-42)).membership) == 7
+    assert len((await repo.history(-42)).membership) == 8
     assert await repo.chat(CHAT) is None
 
 
@@ -782,7 +804,7 @@ def test_service_effects() -> None:
     assert svc("remove_members", BEN, ("Ben",)).leaves == (11,)  # left on his own
     assert svc("remove_members", HOST, ("Ann",)).leaves == (10,)
     created = svc("create_group", HOST, ("Host", "Ann", None))
-    assert (created.founders, created.hosts) == ((10, "(deleted account)"), (1,))
+    assert (created.founders, created.hosts) == ((10, "Deleted Account"), (1,))
     assert created.joins == ()
     assert svc("migrate_from_group", HOST) == Effects()
     assert svc("pin_message", HOST).ignored

@@ -1,5 +1,11 @@
 """One synthetic history, two ways in: imported from its Telegram Desktop export, and fed
-live through the fake Bot API server. The reports must be the same, number for number."""
+live through the fake Bot API server. The reports must be the same, number for number.
+
+The history has what real groups have and exports write their own way: people a host
+added or removed, whom the export names only by display name (live: ids), and the linked
+channel's posts (automatic forwards and posts sent as the channel, which the export does
+not mark as linked), replies to them, and another channel's posts. Once more as a forum
+supergroup with topics and an admin bot."""
 
 from __future__ import annotations
 
@@ -9,10 +15,15 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from bot import service, synthetic
+from bot.classify import CHANNEL_BOT, TELEGRAM_SERVICE
 from bot.config import Config
 from bot.importer import import_export
+from storage.models import MessageRow
 from storage.repo import Repo
+from tests import export_factory as ef
 from tests import tg
 from tests.botapi_server import BOT_ID, FakeBotAPI
 from tests.e2e import bot_running, make_config, settle
@@ -27,6 +38,9 @@ SPEC = synthetic.GroupSpec(
 )
 CHAT_ID = int(f"-100{SPEC.chat_id}")
 HOSTS = [synthetic.HOST_BASE_ID + i for i in range(SPEC.hosts)]
+NEWS, ADS = ("Camp News", 555), ("Deals", 999)  # the linked channel, another channel
+LINKED = -100555
+NAME_ONLY = 6  # at most this many people whom a host adds (and removes), named only
 FORUM_SPEC = replace(
     SPEC, messages_per_member_day=4.0, question_share=0.3, reply_to_host_share=0.2
 )
@@ -36,20 +50,123 @@ GUARD = 5_000_001  # an anti-spam bot, administrator of the forum
 BOTS = {GUARD}
 
 
+def renumbered(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Items in time order with message ids 1, 2, … as Telegram numbers them."""
+    items = sorted(items, key=lambda i: int(i["date_unixtime"]))
+    new = {item["id"]: n for n, item in enumerate(items, 1)}
+    for item in items:
+        item["id"] = new[item["id"]]
+        if "reply_to_message_id" in item:
+            item["reply_to_message_id"] = new[item["reply_to_message_id"]]
+    return items
+
+
+def with_real_shapes(items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The synthetic history plus name-only people and channel posts; and the user id of
+    each name-only person (for the live side, which sees ids)."""
+    posters = {i["from_id"] for i in items if i["type"] == "message"}
+    host = items[0]["actor"], items[0]["actor_id"]
+    quiet = [  # people who join by link and never post: nothing shows their id but that
+        i
+        for i in items
+        if i.get("action") == "join_group_by_link" and i["actor_id"] not in posters
+    ][::2][:NAME_ONLY]
+    named: dict[str, int] = {}
+    for join in quiet:
+        name, uid = join["actor"], join["actor_id"]
+        named[name] = int(uid.removeprefix("user"))
+        for item in items:
+            if item is join or (
+                item.get("action") == "remove_members" and item["actor_id"] == uid
+            ):
+                item.pop("inviter", None)
+                item.pop("joiner", None)
+                item.pop("leaver", None)
+                item["actor"], item["actor_id"] = host
+                item["members"] = [name]
+                if item is join:
+                    item["action"] = "invite_members"
+    extra: list[dict[str, Any]] = []
+    next_id = max(i["id"] for i in items) + 1
+    questions = [i for i in items if i["type"] == "message" and str(i["text"]).endswith("?")]
+    for n, question in enumerate(questions[::3]):
+        ts = int(question["date_unixtime"])
+        asker = question["from"], int(question["from_id"].removeprefix("user"))
+        news = ef.chat_post(next_id, 0, f"channel{NEWS[1]}", NEWS[0], "news")
+        if n % 2 == 0:  # an automatic forward, else a post sent as the channel
+            news = ef.auto_forward(next_id, 0, NEWS, "news")
+        extra.append(news | dates(ts + 60))
+        extra.append(ef.message(next_id + 1, 0, asker, "thanks!", next_id) | dates(ts + 90))
+        ad = ef.chat_post(next_id + 2, 0, f"channel{ADS[1]}", ADS[0], "50% off", next_id)
+        extra.append(ad | dates(ts + 30))
+        next_id += 3
+    return renumbered(items + extra), named
+
+
+def dates(ts: int) -> dict[str, str]:
+    local = datetime.fromtimestamp(ts, UTC).replace(tzinfo=None)
+    return {"date": local.isoformat(), "date_unixtime": str(ts)}
+
+
+def as_forum(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The history in a forum with two topics and an admin bot, as Telegram Desktop would
+    export it: ids spaced out to make room; each member's message without a reply is sent
+    in the General topic or a topic (its reply_to_message_id is then the topic's
+    creation), a reply stays a reply (an export keeps no topic for it); the bot Guard
+    greets in topics."""
+    out, roots = [], []
+    for item in items:
+        item = item | {"id": item["id"] * 10}
+        if "reply_to_message_id" in item:
+            item["reply_to_message_id"] *= 10
+        out.append(item)
+        if item["type"] == "service" and item["action"] == "create_group":
+            for n, title in enumerate(("Homework", "Chat"), start=1):
+                root = item | {"id": item["id"] + n, "action": "topic_created", "title": title}
+                del root["members"]
+                roots.append(root["id"])
+                out.append(root)
+        elif (
+            item["type"] == "message"
+            and item["from_id"].startswith("user")
+            and "reply_to_message_id" not in item
+        ):
+            where = item["id"] // 10 % 3  # 0: the General topic
+            if where:
+                item["reply_to_message_id"] = roots[where - 1]
+                if item["id"] // 10 % 7 == 0:
+                    guard = {"from": "Guard", "from_id": f"user{GUARD}", "text": "welcome!"}
+                    out.append(item | guard | {"id": item["id"] + 5})
+    return out
+
+
 def user_of(item: dict[str, Any], id_key: str, name_key: str) -> dict[str, Any]:
     uid = int(str(item[id_key]).removeprefix("user"))
     return tg.user(uid, item[name_key], is_bot=uid in BOTS)
 
 
-def as_updates(items: list[dict[str, Any]], forum: bool = False) -> list[dict[str, Any]]:
+def as_updates(
+    items: list[dict[str, Any]], named: dict[str, int] | None = None, forum: bool = False
+) -> list[dict[str, Any]]:
     """The export's history as the Bot API would have delivered it. In a forum, a message
     whose reply_to_message_id is a topic's creation is sent in that topic without the
     reply button; an explicit reply is sent in the topic of the message it replies to."""
     group = (tg.forum if forum else tg.group)(CHAT_ID, SPEC.title)
+    named = named or {}
     by_id: dict[int, dict[str, Any]] = {}
     updates = []
     for item in items:
         ts = int(item["date_unixtime"])
+        name = (item.get("members") or [None])[0]
+        if item["type"] == "service" and name in named:  # a host added or removed them
+            who = tg.user(named[name], name)
+            added = item["action"] == "invite_members"
+            was, now = ("left", "member") if added else ("member", "kicked")
+            host = user_of(item, "actor_id", "actor")
+            updates.append(
+                tg.chat_member(group, host, ts, tg.member(who, was), tg.member(who, now))
+            )
+            continue
         if item["type"] == "service":
             who = user_of(item, "actor_id", "actor")
             if item["action"] == "create_group":
@@ -81,13 +198,35 @@ def as_updates(items: list[dict[str, Any]], forum: bool = False) -> list[dict[st
                 by_id[item["id"]] = update["message"]
                 updates.append(update)
             continue
-        sender = user_of(item, "from_id", "from")
         reply = by_id.get(item.get("reply_to_message_id", -1))
         topic = None
         if reply is not None and reply.get("is_topic_message"):
             topic = by_id[reply["message_thread_id"]]
             if reply["message_id"] == topic["message_id"]:
                 reply = None  # sent in the topic, not a reply
+        if item["from_id"].startswith("channel"):  # a channel's post
+            channel = tg.channel(int(f"-100{item['from_id'].removeprefix('channel')}"))
+            extra: dict[str, Any] = {"sender_chat": channel}
+            if "forwarded_from" in item:
+                sender = tg.user(TELEGRAM_SERVICE, "Telegram")
+                extra |= {
+                    "is_automatic_forward": True,
+                    "forward_origin": {
+                        "type": "channel",
+                        "date": ts - 1,
+                        "chat": channel,
+                        "message_id": item["id"],
+                    },
+                }
+            else:
+                sender = tg.user(CHANNEL_BOT, "Channel", True)
+            update = tg.message(
+                group, item["id"], ts, sender, item["text"], reply_to=reply, topic=topic, **extra
+            )
+            by_id[item["id"]] = update["message"]
+            updates.append(update)
+            continue
+        sender = user_of(item, "from_id", "from")
         update = tg.message(
             group, item["id"], ts, sender, item["text"], reply_to=reply, topic=topic
         )
@@ -96,59 +235,54 @@ def as_updates(items: list[dict[str, Any]], forum: bool = False) -> list[dict[st
     return updates
 
 
-def as_forum(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The history in a forum with two topics and an admin bot, as Telegram Desktop would
-    export it: ids spaced out to make room; each message without a reply is sent in the
-    General topic or a topic (its reply_to_message_id is then the topic's creation), a
-    reply stays a reply (an export keeps no topic for it); the bot Guard greets in topics."""
-    out, roots = [], []
-    for item in items:
-        item = item | {"id": item["id"] * 10}
-        if "reply_to_message_id" in item:
-            item["reply_to_message_id"] *= 10
-        out.append(item)
-        if item["type"] == "service" and item["action"] == "create_group":
-            for n, title in enumerate(("Homework", "Chat"), start=1):
-                root = item | {"id": item["id"] + n, "action": "topic_created", "title": title}
-                del root["members"]
-                roots.append(root["id"])
-                out.append(root)
-        elif item["type"] == "message" and "reply_to_message_id" not in item:
-            where = item["id"] // 10 % 3  # 0: the General topic
-            if where:
-                item["reply_to_message_id"] = roots[where - 1]
-                if item["id"] // 10 % 7 == 0:
-                    out.append(
-                        item
-                        | {
-                            "id": item["id"] + 5,
-                            "from": "Guard",
-                            "from_id": f"user{GUARD}",
-                            "text": "welcome!",
-                        }
-                    )
-    return out
+def write_history(
+    tmp_path: Path, spec: synthetic.GroupSpec, forum: bool
+) -> tuple[Path, list[dict[str, Any]], dict[str, int]]:
+    """The export (path, items) and the name-only people's ids."""
+    export = tmp_path / f"{'forum' if forum else 'group'}.json"
+    synthetic.write_export(spec, export)
+    data = json.loads(export.read_text())
+    items, named = with_real_shapes(data["messages"])
+    if forum:
+        items = as_forum(items)
+    export.write_text(json.dumps(data | {"messages": items}, ensure_ascii=False))
+    return export, items, named
+
+
+async def import_reports(export: Path) -> tuple[list[dict[str, object]], Any, list[Any]]:
+    """The reports of every day after `opsbot import` (--host, --bot) into a new database;
+    the import summary; the group's message rows."""
+    imported_url = f"sqlite+aiosqlite:///{export.with_suffix('.db')}"
+    repo = await Repo.open(imported_url)
+    try:
+        [summary] = await import_export(
+            repo, Config(storage_url=imported_url), export, hosts=HOSTS, bots=sorted(BOTS)
+        )
+        imported = [await service.day_report(repo, Config(), CHAT_ID, d, NOW) for d in DAYS]
+        async with repo.engine.connect() as conn:
+            rows = (
+                await conn.execute(select(MessageRow).where(MessageRow.chat_id == CHAT_ID))
+            ).all()
+    finally:
+        await repo.close()
+    return imported, summary, list(rows)
 
 
 async def compare(
-    tmp_path: Path, db_url: str, items: list[dict[str, Any]], forum: bool = False
+    tmp_path: Path, db_url: str, spec: synthetic.GroupSpec = SPEC, forum: bool = False
 ) -> list[dict[str, object]]:
-    """Reports of every day: imported (--host, --bot) and live; asserts they are equal."""
-    export = tmp_path / "result.json"
-    data = json.loads(export.read_text()) | {"messages": items}
-    export.write_text(json.dumps(data, ensure_ascii=False))
+    """The history (in a forum with an admin bot, if `forum`) imported (--host, --bot)
+    and fed live: asserts the reports of every day are equal, and returns them."""
+    export, items, named = write_history(tmp_path, spec, forum)
     creators = items[0]["members"]
     now, days = NOW, DAYS
-
-    imported_url = f"sqlite+aiosqlite:///{tmp_path / 'imported.db'}"
-    repo = await Repo.open(imported_url)
-    try:
-        await import_export(
-            repo, Config(storage_url=imported_url), export, hosts=HOSTS, bots=sorted(BOTS)
-        )
-        imported = [await service.day_report(repo, Config(), CHAT_ID, d, now) for d in days]
-    finally:
-        await repo.close()
+    imported, summary, rows = await import_reports(export)
+    channel_posts = {r.message_id: (r.sender_chat_id, r.role) for r in rows if r.sender_chat_id}
+    assert set(channel_posts.values()) == {(LINKED, "host"), (-100999, "other")}
+    # members replied to the linked channel's posts: response-active for that
+    assert any(
+        r.is_response and channel_posts.get(r.reply_to_message_id, (0,))[0] == LINKED for r in rows
+    )
 
     api = FakeBotAPI().start()
     try:
@@ -157,27 +291,28 @@ async def compare(
             for i, h in enumerate(HOSTS)
         ]
         api.admins[CHAT_ID].append(tg.member(tg.user(BOT_ID, "opsbot", True), "administrator"))
+        group = (tg.forum if forum else tg.group)(CHAT_ID, SPEC.title)
+        api.chats[CHAT_ID] = group | {"linked_chat_id": LINKED}
         if forum:
-            api.chats[CHAT_ID] = tg.forum(CHAT_ID, SPEC.title)
             api.admins[CHAT_ID].append(tg.member(tg.user(GUARD, "Guard", True), "administrator"))
         # everyone in create_group (hosts included), the bot and the admin bot
         everyone = api.count_everyone(CHAT_ID, len(creators) - len(HOSTS))
         assert everyone == len(creators) + 1 + forum
         async with bot_running(make_config(api, db_url)) as app:
-            api.push(*as_updates(items, forum))
+            api.push(*as_updates(items, named, forum))
             await settle(api, wait_s=60)
             live_repo: Repo = app.bot_data["repo"]
             live = [await service.day_report(live_repo, Config(), CHAT_ID, d, now) for d in days]
     finally:
         api.stop()
+    assert summary.name_only == len(named) >= 3
+    assert (summary.linked, summary.linked_by) == (LINKED, "forwards")
     assert live == imported
     return live
 
 
 async def test_imported_history_reports_like_the_live_bot(tmp_path: Path, db_url: str) -> None:
-    synthetic.write_export(SPEC, tmp_path / "result.json")
-    items = json.loads((tmp_path / "result.json").read_text())["messages"]
-    reports = await compare(tmp_path, db_url, items)
+    reports = await compare(tmp_path, db_url)
     assert reports[0]["joins"] > 0  # the history is not empty
     assert reports[1]["active"]["interaction"]["users"] > 0  # type: ignore[index]
 
@@ -185,25 +320,12 @@ async def test_imported_history_reports_like_the_live_bot(tmp_path: Path, db_url
 async def test_a_forum_with_an_admin_bot_reports_like_the_live_bot(
     tmp_path: Path, db_url: str
 ) -> None:
-    """A chattier history in a forum supergroup with topics and an admin bot: per-topic
-    question windows, topic messages that are no replies, the bot left out of the
-    baseline; identical reports on every day."""
-    synthetic.write_export(FORUM_SPEC, tmp_path / "plain.json")
-    plain = json.loads((tmp_path / "plain.json").read_text())["messages"]
-    (tmp_path / "result.json").write_bytes((tmp_path / "plain.json").read_bytes())
-    items = as_forum(plain)
-    assert sum(i.get("from_id") == f"user{GUARD}" for i in items) > 3
-    reports = await compare(tmp_path, db_url, items, forum=True)
-    # the topics matter here: without them, more questions are answered
-    flat_url = f"sqlite+aiosqlite:///{tmp_path / 'flat.db'}"
-    repo = await Repo.open(flat_url)
-    try:
-        await import_export(
-            repo, Config(storage_url=flat_url), tmp_path / "plain.json", hosts=HOSTS
-        )
-        flat = [await service.day_report(repo, Config(), CHAT_ID, d, NOW) for d in DAYS]
-    finally:
-        await repo.close()
+    """A chattier history in a forum supergroup with topics and an admin bot, name-only
+    people and the linked channel: per-topic question windows, topic messages that are
+    no replies, the admin bot left out of the baseline; identical reports on every day."""
+    reports = await compare(tmp_path, db_url, FORUM_SPEC, forum=True)
+    # the topics matter here: the same history without them has more questions answered
+    flat, _, _ = await import_reports(write_history(tmp_path, FORUM_SPEC, forum=False)[0])
     topics, no_topics = interaction(reports), interaction(flat)
     assert all(f > t for t, f in zip(topics, no_topics, strict=True)), (topics, no_topics)
 

@@ -100,6 +100,18 @@ def config_file(tmp_path: Path, api: FakeBotAPI, db_url: str) -> Path:
     return config
 
 
+async def _progressed(api: FakeBotAPI, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """Wait until the running bot has confirmed at least one more update (or the stream is
+    over, or the process died)."""
+    before = len(api.updates)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while len(api.updates) == before and api.updates and proc.poll() is None:
+        if loop.time() > deadline:
+            return
+        await asyncio.sleep(0.05)
+
+
 def start_bot(config: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "run", "--config", str(config)],
@@ -123,9 +135,15 @@ async def test_sigkill_at_random_points_loses_and_doubles_nothing(
     try:
         log = log_path.open("ab")
         api.push(*updates)
-        for _ in range(KILLS):
+        for i in range(KILLS):
             proc = start_bot(config, log)
-            await asyncio.sleep(rng.uniform(0.3, 2.5))  # start-up included: kill points too
+            if i % 2 == 0:
+                await asyncio.sleep(rng.uniform(0.3, 2.5))  # start-up included: kill points too
+            else:
+                # mid-stream, however slowly this machine starts a process: once the bot
+                # has confirmed something, at a random point of its next batches
+                await _progressed(api, proc, timeout_s=60)
+                await asyncio.sleep(rng.uniform(0.0, 0.4))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
         assert api.updates, "the stream ended before the last kill: make it slower"
