@@ -26,6 +26,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 
 from bot.i18n import t  # noqa: E402
+from bot.reports import metric_label  # noqa: E402
 from bot.targets import metric_window  # noqa: E402
 
 if TYPE_CHECKING:
@@ -91,16 +92,7 @@ def chart_language(lang: str) -> str:
 
 def metric_name(metric: str, lang: str) -> str:
     """次日留存 / "Next-day retention" rather than `retention_day1`."""
-    key = f"metric_{metric}"
-    name = t(lang, key)
-    if name != key:
-        return name
-    window = metric_window(metric)
-    if window is None:
-        return metric
-    if window.endswith("h"):
-        return t(lang, "metric_retention_hours", n=window[:-1])
-    return t(lang, "metric_retention_days", n=window.removeprefix("day"))
+    return metric_label(lang, metric)
 
 
 def date_range(first: date, last: date) -> str:

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from telegram import Bot, ChatMember, ChatMemberRestricted, User
 from telegram.error import InvalidToken, NetworkError, TelegramError
+from telegram.request import HTTPXRequest
 
 from bot.config import Config
 
@@ -92,6 +93,7 @@ async def check_telegram(config: Config, stored: Groups) -> list[Line]:
         config.token,
         base_url=f"{config.api_base_url}/bot",
         base_file_url=f"{config.api_base_url}/file/bot",
+        request=HTTPXRequest(proxy=config.proxy),  # as `opsbot run` reaches Telegram
     )
     try:
         me = await asyncio.wait_for(bot.get_me(), TIMEOUT_S)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bot.cli import CommandError, telegram_id
 from bot.config import Config, replace_storage
 
 
@@ -19,12 +21,19 @@ def add_offline_commands(
     exp = sub.add_parser(
         "export",
         help="CSV files of daily metrics and membership events",
+        description="Two CSV files: one row per local day since tracking began (at most "
+        "--days), today's marked partial=yes because it is not over; and the membership "
+        "events of those days.",
         epilog="The columns are the numbers defined in docs/metrics.md.",
     )
     add_config(exp)
-    exp.add_argument("--chat", type=int, required=True, metavar="ID", help="group chat id")
-    exp.add_argument("--days", type=int, default=30, metavar="N", help="last N days (30)")
-    exp.add_argument("--out", default=".", metavar="DIR", help="output folder (.)")
+    exp.add_argument("--chat", type=telegram_id, required=True, metavar="ID", help="group chat id")
+    exp.add_argument(
+        "--days", type=int, default=30, metavar="N", help=f"last N days, 1 to {MAX_DAYS} (30)"
+    )
+    exp.add_argument(
+        "--out", default=".", metavar="DIR", help="output folder, in an existing folder (.)"
+    )
     exp.set_defaults(func=cmd_export)
 
     chats = sub.add_parser("chats", help="the groups in the database and their periods")
@@ -41,21 +50,23 @@ def add_offline_commands(
         "--out",
         default="opsbot-demo",
         metavar="DIR",
-        help="folder for the export, the SQLite file and the chart (opsbot-demo)",
+        help="folder for the export, the SQLite file and the chart, in an existing "
+        "folder (opsbot-demo)",
     )
     demo.set_defaults(func=cmd_demo)
 
 
 def cmd_export(args: argparse.Namespace, config: Config) -> int:
     from bot import exporting
+    from storage import db
     from storage.repo import Repo
 
-    if not 1 <= args.days <= 3660:
-        print("opsbot: --days: expected 1 to 3660", file=sys.stderr)
-        return 2
+    if not 1 <= args.days <= MAX_DAYS:
+        raise CommandError(f"--days: expected 1 to {MAX_DAYS}, got {args.days}")
+    out = out_folder(args.out)
 
     async def main() -> dict[str, bytes] | None:
-        repo = await Repo.open(config.storage_url)
+        repo = Repo(await db.open_engine(config.storage_url, create=False))
         try:
             chat_id = await repo.resolve_chat_id(args.chat)
             if await repo.chat(chat_id) is None:
@@ -73,19 +84,46 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
             file=sys.stderr,
         )
         return 1
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, data in files.items():
-        (out / name).write_bytes(data)
-        print(out / name)
+    with writing(out):
+        out.mkdir(exist_ok=True)
+        for name, data in files.items():
+            (out / name).write_bytes(data)
+            print(out / name)
     return 0
 
 
+MAX_DAYS = 3660
+
+
+def out_folder(text: str) -> Path:
+    """--out DIR: an existing folder, or a new one in an existing folder (a typo in a
+    parent is refused, not silently created). Nothing is written yet."""
+    out = Path(text)
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"--out {out}: is a file, not a folder: give a folder")
+    if not out.exists() and not out.parent.is_dir():
+        raise CommandError(f"--out {out}: {out.parent} is not an existing folder: create it first")
+    return out
+
+
+@contextmanager
+def writing(out: Path) -> Iterator[None]:
+    """Files written under --out: a failure (permissions, a full disk) is one line."""
+    try:
+        yield
+    except OSError as exc:
+        where = exc.filename or out
+        raise CommandError(
+            f"--out {out}: cannot write {where}: {exc.strerror or type(exc).__name__}"
+        ) from exc
+
+
 def cmd_chats(args: argparse.Namespace, config: Config) -> int:
+    from storage import db
     from storage.repo import Repo
 
     async def main() -> int:
-        repo = await Repo.open(config.storage_url)
+        repo = Repo(await db.open_engine(config.storage_url, create=False))
         try:
             rows = await repo.chat_periods()
         finally:
@@ -102,11 +140,17 @@ def cmd_chats(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_demo(args: argparse.Namespace, config: Config) -> int:
     """The README's first command: the product working, with no token and no server."""
+    out = out_folder(args.out)
+    with writing(out):
+        return _demo(out, config)
+
+
+def _demo(out: Path, config: Config) -> int:
     from bot import charts, importer, reports, service, synthetic
+    from storage import db
     from storage.repo import Repo
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(exist_ok=True)
     db_path = out / "demo.db"
     for stale in out.glob("demo.db*"):
         stale.unlink()
@@ -126,7 +170,7 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
     (out / "config.toml").write_text(f'[storage]\nurl = "sqlite:///{db_path.resolve()}"\n')
 
     async def main() -> None:
-        repo = await Repo.open(config.storage_url)
+        repo = Repo(await db.open_engine(config.storage_url, create=True))
         try:
             await importer.import_export(repo, config, export, hosts=hosts)
             print(f"2. imported it into {db_path}\n")

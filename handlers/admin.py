@@ -7,13 +7,14 @@ import time
 from telegram import InputFile, Update
 from telegram.error import Forbidden, TelegramError
 
-from bot import exporting, schedule
+from bot import exporting, reports, schedule
 from bot.context import AppContext
 from bot.i18n import t
 from bot.parse import UsageError, parse_days, parse_settarget, parse_setting
 from bot.tracking import in_group, utcnow
 from handlers.messages import replied_to
 from handlers.permissions import GroupCall, group_command
+from handlers.replies import reply
 
 
 @group_command("settarget", write=True)
@@ -22,19 +23,13 @@ async def on_settarget(update: Update, context: AppContext, call: GroupCall) -> 
     await context.repo.set_chat_target(
         call.chat_id, change.metric, change.value, change.range, call.user_id, utcnow()
     )
-    assert update.effective_message is not None
+    name = reports.metric_label(call.lang, change.metric)
     if change.value is None:
-        text = t(call.lang, "target_off", metric=change.metric)
+        text = t(call.lang, "target_off", metric=name)
     else:
         rng = f" ({change.range})" if change.range else ""
-        text = t(
-            call.lang,
-            "target_set",
-            metric=change.metric,
-            value=f"{change.value * 100:g}%",
-            range=rng,
-        )
-    await update.effective_message.reply_text(text)
+        text = t(call.lang, "target_set", metric=name, value=f"{change.value * 100:g}%", range=rng)
+    await reply(update, text)
 
 
 @group_command("hosts", write=True)
@@ -42,7 +37,7 @@ async def on_hosts(update: Update, context: AppContext, call: GroupCall) -> None
     msg = update.effective_message
     assert msg is not None
     if not call.args:
-        await msg.reply_text(await _hosts_text(context, call))
+        await reply(update, await _hosts_text(context, call))
         return
     replied = replied_to(msg)
     target = replied.from_user if replied else None
@@ -65,7 +60,7 @@ async def on_hosts(update: Update, context: AppContext, call: GroupCall) -> None
         )
         text = t(call.lang, "host_removed", name=name)
     context.host_cache.forget(call.chat_id)
-    await msg.reply_text(text)
+    await reply(update, text)
 
 
 async def _in_baseline(context: AppContext, call: GroupCall, user_id: int) -> bool:
@@ -90,11 +85,10 @@ async def _hosts_text(context: AppContext, call: GroupCall) -> str:
 
 @group_command("settings", write=True)
 async def on_settings(update: Update, context: AppContext, call: GroupCall) -> None:
-    msg = update.effective_message
-    assert msg is not None
     if not call.args:
         s = call.settings
-        await msg.reply_text(
+        await reply(
+            update,
             "\n".join(
                 [
                     t(call.lang, "settings_title"),
@@ -104,22 +98,20 @@ async def on_settings(update: Update, context: AppContext, call: GroupCall) -> N
                     f"digest_to: {s.digest_to}",
                     t(call.lang, "usage_settings"),
                 ]
-            )
+            ),
         )
         return
     name, value = parse_setting(call.args)
     await context.repo.update_chat(call.chat_id, **{name: value})
     await schedule.schedule_chat(context.application, call.chat_id)
     lang = value if name == "language" else call.lang
-    await msg.reply_text(t(lang, "settings_saved", name=name, value=value))
+    await reply(update, t(lang, "settings_saved", name=name, value=value))
 
 
 @group_command("export", write=True)
 async def on_export(update: Update, context: AppContext, call: GroupCall) -> None:
     """CSV files, always in a private chat with the admin, never in the group."""
     days = parse_days(call.args, "usage_export", default=30)
-    msg = update.effective_message
-    assert msg is not None
     files = await exporting.export_files(
         context.repo, context.config, call.chat_id, days, utcnow()
     )
@@ -127,9 +119,9 @@ async def on_export(update: Update, context: AppContext, call: GroupCall) -> Non
         for name, data in files.items():
             await context.bot.send_document(call.user_id, InputFile(data, filename=name))
     except Forbidden:
-        await msg.reply_text(t(call.lang, "export_start_bot"))
+        await reply(update, t(call.lang, "export_start_bot"))
         return
-    await msg.reply_text(t(call.lang, "export_private"))
+    await reply(update, t(call.lang, "export_private"))
 
 
 async def on_forgetme(update: Update, context: AppContext) -> None:
@@ -141,11 +133,11 @@ async def on_forgetme(update: Update, context: AppContext) -> None:
         "zh" if (user.language_code or "").startswith("zh") else context.config.defaults.language
     )
     if chat.type != "private":
-        await msg.reply_text(t(lang, "forgetme_private"))
+        await reply(update, t(lang, "forgetme_private"))
         return
     removed = await context.repo.forget_user(user.id)
     context.host_cache.entries.clear()
-    await msg.reply_text(t(lang, "forgot", n=removed))
+    await reply(update, t(lang, "forgot", n=removed))
 
 
 PURGE_CONFIRM_S = 300
@@ -162,7 +154,7 @@ async def on_purge(update: Update, context: AppContext) -> None:
     except TelegramError:
         member = None
     if member is None or member.status != "creator":
-        await msg.reply_text(t(lang, "purge_creator_only"))
+        await reply(update, t(lang, "purge_creator_only"))
         return
     pending: dict[tuple[int, int], float] = context.bot_data.setdefault("purge_pending", {})
     asked = pending.get((chat.id, user.id))
@@ -171,7 +163,7 @@ async def on_purge(update: Update, context: AppContext) -> None:
         await context.repo.purge_chat(chat.id)
         context.tracked_chats.discard(chat.id)
         context.host_cache.forget(chat.id)
-        await msg.reply_text(t(lang, "purged"))
+        await reply(update, t(lang, "purged"))
         return
     pending[(chat.id, user.id)] = time.monotonic()
-    await msg.reply_text(t(lang, "purge_confirm"))
+    await reply(update, t(lang, "purge_confirm"))

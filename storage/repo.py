@@ -16,7 +16,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, delete, func, or_, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Table,
+    and_,
+    bindparam,
+    column,
+    delete,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+    values,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -674,24 +688,38 @@ class Repo:
     ) -> dict[tuple[int, str], int]:
         """{(day index, level): distinct active users} for consecutive local days.
 
-        One round trip; each count is an index range scan on (chat, level, ts, user)."""
-        keys = [(i, str(level)) for i in range(len(day_bounds)) for level in Level]
-        if not keys:
+        One round trip, one row per day whatever the range (a column per day would hit
+        SQLite's 2,000 and PostgreSQL's 1,664 columns); each count is an index range scan
+        on (chat, level, ts, user). The day bounds are integer literals, not parameters,
+        so no range meets a bind-parameter limit either."""
+        if not day_bounds:
             return {}
+        days = (
+            values(
+                column("i", Integer),
+                column("lo", BigInteger),
+                column("hi", BigInteger),
+                name="days",
+                literal_binds=True,
+            )
+            .data([(i, to_ts(lo), to_ts(hi)) for i, (lo, hi) in enumerate(day_bounds)])
+            .cte()
+        )
+        levels = [str(level) for level in Level]
         counts = [
             select(func.count(ActivityRow.user_id.distinct()))
             .where(
                 ActivityRow.chat_id == chat_id,
                 ActivityRow.level == level,
-                ActivityRow.ts >= to_ts(day_bounds[i][0]),
-                ActivityRow.ts < to_ts(day_bounds[i][1]),
+                ActivityRow.ts >= days.c.lo,
+                ActivityRow.ts < days.c.hi,
             )
             .scalar_subquery()
-            for i, level in keys
+            for level in levels
         ]
         async with self._connect() as conn:
-            row = (await conn.execute(select(*counts))).one()
-        return {key: n for key, n in zip(keys, row, strict=True) if n}
+            rows = (await conn.execute(select(days.c.i, *counts))).all()
+        return {(i, level): n for i, *ns in rows for level, n in zip(levels, ns, strict=True) if n}
 
     # ---- migration -------------------------------------------------------------------
 

@@ -8,8 +8,10 @@ updates through getUpdates with Telegram's offset semantics, and records every c
 from __future__ import annotations
 
 import contextlib
+import html
 import itertools
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,7 +43,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeBotAPI:
-    def __init__(self, token: str = TOKEN) -> None:
+    def __init__(self, token: str = TOKEN, port: int = 0) -> None:
         self.token = token
         self.lock = threading.Condition()
         self.updates: list[dict[str, Any]] = []
@@ -60,7 +62,7 @@ class FakeBotAPI:
         self.forbidden_chats: set[int] = set()
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(10_000)
-        self.server = _Server(("127.0.0.1", 0), self._handler())
+        self.server = _Server(("127.0.0.1", port), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     # ---- control ---------------------------------------------------------------------
@@ -213,20 +215,28 @@ class FakeBotAPI:
         }
 
     def m_sendMessage(self, params: dict[str, Any]) -> Any:
+        shown = _after_entities(str(params.get("text", "")), params.get("parse_mode"))
+        if not shown.strip():
+            return _bad_request("message text is empty")
+        if _utf16_len(shown) > 4096:  # as Telegram: 1-4096 characters after entity parsing
+            return _bad_request("message is too long")
+        markup = params.get("reply_markup") or {}
+        buttons = [b for row in markup.get("inline_keyboard", []) for b in row]
+        if any(not 1 <= len(b.get("callback_data", "x").encode()) <= 64 for b in buttons):
+            return _bad_request("BUTTON_DATA_INVALID")  # callback data: 1-64 bytes
         topic: dict[str, Any] = {}
         thread = params.get("message_thread_id")
         if thread is not None:
             if not self._chat(int(params["chat_id"])).get("is_forum"):
-                return 400, {
-                    "ok": False,
-                    "error_code": 400,
-                    "description": "Bad Request: message thread not found",
-                }
+                return _bad_request("message thread not found")
             # sent into a forum topic (the General topic has no thread id)
             topic = {"message_thread_id": int(thread), "is_topic_message": True}
-        return self._sent(params, text=params.get("text", ""), **topic)
+        return self._sent(params, text=shown, **topic)
 
     def m_sendPhoto(self, params: dict[str, Any]) -> Any:
+        caption = _after_entities(str(params.get("caption", "")), params.get("parse_mode"))
+        if _utf16_len(caption) > 1024:
+            return _bad_request("message caption is too long")
         return self._sent(
             params, photo=[{"file_id": "p1", "file_unique_id": "u1", "width": 960, "height": 540}]
         )
@@ -334,6 +344,21 @@ class FakeBotAPI:
                     self.wfile.write(data)
 
         return Handler
+
+
+def _bad_request(what: str) -> tuple[int, dict[str, Any]]:
+    return 400, {"ok": False, "error_code": 400, "description": f"Bad Request: {what}"}
+
+
+def _after_entities(text: str, parse_mode: str | None) -> str:
+    """The text Telegram shows: HTML tags parsed away, entities unescaped."""
+    if parse_mode == "HTML":
+        return html.unescape(re.sub(r"<[^>]*>", "", text))
+    return text
+
+
+def _utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
 
 
 def _decode(value: str) -> Any:

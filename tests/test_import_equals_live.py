@@ -148,11 +148,12 @@ def user_of(item: dict[str, Any], id_key: str, name_key: str) -> dict[str, Any]:
 def as_updates(
     items: list[dict[str, Any]], named: dict[str, int] | None = None, forum: bool = False
 ) -> list[dict[str, Any]]:
-    """The export's history as the Bot API would have delivered it. In a forum, a message
-    whose reply_to_message_id is a topic's creation is sent in that topic without the
-    reply button; an explicit reply is sent in the topic of the message it replies to."""
-    group = (tg.forum if forum else tg.group)(CHAT_ID, SPEC.title)
+    """The export's history as the Bot API would have delivered it (`named`: the ids of the
+    people the export names only). In a forum, a message whose reply_to_message_id is a
+    topic's creation is sent in that topic without the reply button; an explicit reply is
+    sent in the topic of the message it replies to."""
     named = named or {}
+    group = (tg.forum if forum else tg.group)(CHAT_ID, SPEC.title)
     by_id: dict[int, dict[str, Any]] = {}
     updates = []
     for item in items:
