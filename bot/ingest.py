@@ -116,14 +116,19 @@ def _transient_itself(e: BaseException) -> bool:
     return isinstance(sqlstate, str) and sqlstate.startswith(PG_TRANSIENT)
 
 
+PLUMBING = ("handlers.replies", "handlers.permissions")  # shared by every command: not its name
+
+
 def handler_of(exc: BaseException | None) -> str:
     """The innermost of our handler functions the error went through (module.function), from
-    its traceback: e.g. `handlers.admin.on_settings`."""
+    its traceback: e.g. `handlers.admin.on_settings`, not the reply helper it called."""
     found = "unknown"
     tb = exc.__traceback__ if exc is not None else None
     while tb is not None:
         module = str(tb.tb_frame.f_globals.get("__name__", ""))
-        if module.startswith("handlers.") or (found == "unknown" and module.startswith("bot.")):
+        if module.startswith(PLUMBING):
+            pass
+        elif module.startswith("handlers.") or (found == "unknown" and module.startswith("bot.")):
             found = f"{module}.{tb.tb_frame.f_code.co_qualname}"
         tb = tb.tb_next
     return found

@@ -56,6 +56,7 @@ class StoredPost:
     role: Role
     sender_id: int | None
     is_question: bool
+    thread_id: int | None = None
 
 
 class BulkWriter:
@@ -169,13 +170,17 @@ class BulkWriter:
                 MessageRow.role,
                 MessageRow.sender_id,
                 MessageRow.is_question,
+                MessageRow.thread_id,
             ).where(
                 MessageRow.chat_id == chat_id,
                 MessageRow.message_id >= lo,
                 MessageRow.message_id < hi,
             )
         )
-        return {m: StoredPost(m, ts, Role(role), s, bool(q)) for m, ts, role, s, q in rows}
+        return {
+            m: StoredPost(m, ts, Role(role), s, bool(q), thread)
+            for m, ts, role, s, q, thread in rows
+        }
 
     async def group_users_named(self, chat_id: int, names: Iterable[str]) -> dict[str, list[int]]:
         """Display name -> ids of the users by that name who joined, left, posted or were

@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.events import HostChange
 from storage.chats import bump
-from storage.models import HostEventRow, ManualHost
+from storage.models import Chat, HostEventRow, ManualHost
 from storage.sql import insert, to_ts
 
 
@@ -77,16 +77,30 @@ async def manual_hosts(conn: AsyncConnection, chat_id: int) -> set[int]:
 
 
 async def set_manual_host(
-    conn: AsyncConnection, chat_id: int, user_id: int, on: bool, ts_utc: datetime
+    conn: AsyncConnection,
+    chat_id: int,
+    user_id: int,
+    on: bool,
+    ts_utc: datetime,
+    in_baseline: bool = False,
 ) -> None:
+    """Add or remove a /hosts add host; `in_baseline`: the user is one of the members the
+    baseline counted (in the group, no join recorded), so the baseline loses (or gets
+    back) one person with the change (SPEC 4)."""
     await bump(conn, chat_id)
     if on:
-        await conn.execute(
+        result = await conn.execute(
             insert(conn, ManualHost)
             .values(chat_id=chat_id, user_id=user_id, added_ts=to_ts(ts_utc))
             .on_conflict_do_nothing()
         )
     else:
-        await conn.execute(
+        result = await conn.execute(
             delete(ManualHost).where(ManualHost.chat_id == chat_id, ManualHost.user_id == user_id)
+        )
+    if in_baseline and result.rowcount:
+        await conn.execute(
+            update(Chat)
+            .where(Chat.chat_id == chat_id, Chat.tracking_start_ts.is_not(None))
+            .values(baseline_count=Chat.baseline_count + (-1 if on else 1))
         )

@@ -89,6 +89,23 @@ async def record_member_count(
     )
 
 
+async def joined_since_tracking(conn: AsyncConnection, chat_id: int, user_id: int) -> bool:
+    """Whether the user's first recorded membership event in the group is a join: such
+    a user is counted by the bot's intervals, not by the baseline."""
+    first = (
+        await conn.execute(
+            select(MembershipEventRow.kind)
+            .where(
+                MembershipEventRow.chat_id == chat_id,
+                MembershipEventRow.user_id == user_id,
+            )
+            .order_by(MembershipEventRow.ts, MembershipEventRow.seq, MembershipEventRow.id)
+            .limit(1)
+        )
+    ).scalar()
+    return first == str(MemberKind.JOIN)
+
+
 async def history(conn: AsyncConnection, chat_id: int) -> HistoryRows:
     chat = (await conn.execute(select(Chat).where(Chat.chat_id == chat_id))).first()
     mem = await conn.execute(

@@ -129,6 +129,7 @@ async def _answer_candidates(
             MessageRow.sender_id,
             MessageRow.role,
             MessageRow.is_question,
+            MessageRow.thread_id,
         )
         .where(
             MessageRow.chat_id.in_(sorted({p.chat_id for p, _ in answering})),
@@ -142,9 +143,9 @@ async def _answer_candidates(
         .order_by(MessageRow.chat_id, MessageRow.ts, MessageRow.message_id)
     )
     out: dict[int, list[Post]] = {}
-    for chat_id, m, t, sender, role, q in rows:
+    for chat_id, m, t, sender, role, q, thread in rows:
         out.setdefault(chat_id, []).append(
-            Post(chat_id, m, from_ts(t), Role(role), sender, is_question=q)
+            Post(chat_id, m, from_ts(t), Role(role), sender, is_question=q, thread_id=thread)
         )
     return out
 
@@ -216,6 +217,7 @@ def message_row(post: Post, reply: ReplyTarget | None, flag: str | None = None) 
         "is_question": post.is_question,
         "is_response": flag == "is_response",
         "is_discussion": flag == "is_discussion",
+        "thread_id": post.thread_id,
     }
 
 

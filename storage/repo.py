@@ -228,10 +228,14 @@ class Repo:
             return await hosts.manual_hosts(conn, chat_id)
 
     async def set_manual_host(
-        self, chat_id: int, user_id: int, on: bool, ts_utc: datetime
+        self, chat_id: int, user_id: int, on: bool, ts_utc: datetime, in_baseline: bool = False
     ) -> None:
         async with self._begin() as conn:
-            await hosts.set_manual_host(conn, chat_id, user_id, on, ts_utc)
+            await hosts.set_manual_host(conn, chat_id, user_id, on, ts_utc, in_baseline)
+
+    async def joined_since_tracking(self, chat_id: int, user_id: int) -> bool:
+        async with self._connect() as conn:
+            return await membership.joined_since_tracking(conn, chat_id, user_id)
 
     # ---- posts and activity ----------------------------------------------------------
 
