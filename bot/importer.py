@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, TextIO
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import ijson
 
 from bot.classify import Sender, answer_marks, is_question, reply_marks, sender_role
-from bot.config import Config, GroupSettings
+from bot.config import Config, ConfigError, GroupSettings, parse_timezone
 from bot.events import HostChange, MemberKind, MembershipEvent, Post, ReplyTarget, Role
 from storage.bulk import BulkWriter, StoredPost
 from storage.membership import DEDUP_WINDOW_S, is_duplicate
@@ -199,12 +199,9 @@ class Clock:
         self.tz: ZoneInfo | None = None
         if export_tz:
             try:
-                self.tz = ZoneInfo(export_tz)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ExportError(
-                    f"--export-timezone: unknown timezone {export_tz!r}; "
-                    'use an IANA name like "Europe/Berlin"'
-                ) from None
+                self.tz = ZoneInfo(parse_timezone(export_tz, "--export-timezone"))
+            except ConfigError as exc:
+                raise ExportError(str(exc)) from None
 
     def __call__(self, item: Mapping[str, Any]) -> datetime:
         unix = item.get("date_unixtime")

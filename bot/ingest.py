@@ -32,9 +32,10 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from telegram import Bot, Update
-from telegram.error import NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import Application
 
+from bot.network import Reachability, short_reason
 from storage.repo import Repo
 
 log = logging.getLogger(__name__)
@@ -349,6 +350,7 @@ async def poll_committed(
     application: Application[Any, Any, Any, Any, Any, Any], stop: asyncio.Event, poll_s: int = 10
 ) -> None:
     repo: Repo = application.bot_data["repo"]
+    reach: Reachability = application.bot_data["reach"]
     offset = await _retry(lambda: repo.get_state(OFFSET_KEY), stop)
     backoff = 0.5
     down = refused = False
@@ -358,7 +360,9 @@ async def poll_committed(
         except RetryAfter as exc:
             await _sleep(stop, _seconds(exc.retry_after))
             continue
-        except (TimedOut, NetworkError):
+        except (TimedOut, NetworkError) as exc:
+            if not isinstance(exc, BadRequest):  # an answer, not a lost Bot API
+                reach.lost(short_reason(exc))  # one line; `reached` logs when it answers
             await _sleep(stop, backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_S)
             continue
