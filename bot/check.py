@@ -12,13 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
 
 from telegram import Bot, ChatMember, ChatMemberRestricted, User
 from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.request import HTTPXRequest
 
-from bot.config import Config
+from bot.config import Config, ConfigError, parse_timezone
 
 TIMEOUT_S = 15.0
 NO_RIGHTS = "no particular right is needed"
@@ -322,9 +321,9 @@ def check_timezones(config: Config, stored: Groups) -> Line:
             continue
         names.add(tz)
         try:
-            ZoneInfo(tz)
-        except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
-            bad.append(f"group {chat_id} has {tz!r}")
+            parse_timezone(tz, "timezone")  # a 300-character name is an OSError to ZoneInfo
+        except ConfigError:
+            bad.append(f"group {chat_id} has {tz[:32]!r}")
     if bad:
         return Line(
             False,

@@ -113,16 +113,20 @@ def answer_marks(post: Post, recent: Iterable[Post], window_s: int) -> list[Acti
     """Questions a non-reply member post answers without the reply button (SPEC 4, 9).
 
     `recent` are earlier posts of the chat in (ts, message_id) order, at least those of the
-    last `window_s` seconds; only host posts and member questions matter.
+    last `window_s` seconds; only host posts and member questions matter, and only those of
+    the post's own forum topic (SPEC 9: windows are per topic).
     """
     if post.role != Role.MEMBER or post.sender_id is None:
         return []
     open_questions: list[Post] = []
     for earlier in recent:
-        if (post.ts_utc - earlier.ts_utc).total_seconds() > window_s:
+        if (
+            earlier.thread_id != post.thread_id
+            or (post.ts_utc - earlier.ts_utc).total_seconds() > window_s
+        ):
             continue
         if earlier.role == Role.HOST:
-            open_questions.clear()  # any host post closes every window opened before it
+            open_questions.clear()  # a host post closes the windows of its topic before it
         elif (
             earlier.role == Role.MEMBER
             and earlier.is_question

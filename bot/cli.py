@@ -225,7 +225,7 @@ def _channel_id(text: str) -> int:
 def cmd_import(args: argparse.Namespace, config: Config) -> int:
     from pathlib import Path
 
-    from bot.importer import ExportError, ExportFile, import_export
+    from bot.importer import Clock, ExportError, ExportFile, import_export
     from storage import db
     from storage.repo import Repo
 
@@ -237,6 +237,7 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
 
     async def main() -> list[str]:
         ExportFile(Path(args.file))  # an unreadable file is refused before a database is made
+        Clock(args.export_timezone)  # so is an unknown --export-timezone
         repo = Repo(await db.open_engine(config.storage_url, create=True))
         try:
             summaries = await import_export(

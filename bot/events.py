@@ -81,6 +81,7 @@ class Post:
     sender_chat_id: int | None = None
     reply_to_message_id: int | None = None
     is_question: bool = False
+    thread_id: int | None = None  # the forum topic; None: the General topic, or no forum
 
 
 @dataclass(frozen=True, slots=True)

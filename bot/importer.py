@@ -1,7 +1,7 @@
 """Back-fill a group's history from a Telegram Desktop export (`result.json`), streamed.
 
 Imported events go into the same tables as live ones, through the same rules
-(bot.classify, storage.repo.is_duplicate), so every report works on them and an import
+(bot.classify, storage.membership.is_duplicate), so every report works on them and an import
 overlapping live data stores each join, leave and message once (SPEC 2, 8, 9).
 
 The file is read twice and never loaded whole: a first pass checks it, finds its chats,
@@ -24,15 +24,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, TextIO
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import ijson
 
 from bot.classify import Sender, answer_marks, is_question, reply_marks, sender_role
-from bot.config import Config, GroupSettings
+from bot.config import Config, ConfigError, GroupSettings, parse_timezone
 from bot.events import HostChange, MemberKind, MembershipEvent, Post, ReplyTarget, Role
 from storage.bulk import BulkWriter, StoredPost
-from storage.repo import DEDUP_WINDOW_S, Repo, is_duplicate
+from storage.membership import DEDUP_WINDOW_S, is_duplicate
+from storage.repo import Repo
 
 # Telegram Desktop chat types that are groups, and the Bot API chat type of each
 GROUP_TYPES = {
@@ -198,12 +199,9 @@ class Clock:
         self.tz: ZoneInfo | None = None
         if export_tz:
             try:
-                self.tz = ZoneInfo(export_tz)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ExportError(
-                    f"--export-timezone: unknown timezone {export_tz!r}; "
-                    'use an IANA name like "Europe/Berlin"'
-                ) from None
+                self.tz = ZoneInfo(parse_timezone(export_tz, "--export-timezone"))
+            except ConfigError as exc:
+                raise ExportError(str(exc)) from None
 
     def __call__(self, item: Mapping[str, Any]) -> datetime:
         unix = item.get("date_unixtime")
@@ -651,7 +649,9 @@ class _ChatImport:
         self.users: set[int] = set()
         self.named: dict[str, int] = {}  # display name -> the person it stands for
         self.known_names: dict[str, list[int]] = {}  # of users the database knows in the group
-        self.messages: dict[int, tuple[int, Role, int | None]] = {}
+        # per message: (ts, role, sender, forum topic)
+        self.messages: dict[int, tuple[int, Role, int | None, int | None]] = {}
+        self.topics: set[int] = set()  # ids of topic_created items: each is a forum topic
         self.recent: deque[Post] = deque()  # host posts and member questions in the window
         self.linked: int | None = linked_channel
         self.tracking_ts: int | None = None
@@ -780,6 +780,8 @@ class _ChatImport:
     async def service(self, item: ServiceItem) -> None:
         # not a message (SPEC 4), but replies can point at it: they make no one active
         self.remember_target(item.message_id, item.ts_utc, Role.OTHER, None)
+        if item.action == "topic_created":
+            self.topics.add(item.message_id)
         effects = service_effects(item, self.scan.names)
         if effects.ignored:
             self.summary.skipped[
@@ -819,28 +821,36 @@ class _ChatImport:
         return self.stored.get(message_id)
 
     def remember_target(
-        self, message_id: int, ts: datetime, role: Role, sender: int | None
+        self,
+        message_id: int,
+        ts: datetime,
+        role: Role,
+        sender: int | None,
+        thread: int | None = None,
     ) -> None:
-        self.messages[message_id] = (int(ts.timestamp()), role, sender)
+        self.messages[message_id] = (int(ts.timestamp()), role, sender, thread)
         if len(self.messages) > RECENT_MESSAGES:  # bounded memory: forget the oldest
             oldest = next(iter(self.messages))
             del self.messages[oldest]
             self.evicted_upto = max(oldest, self.evicted_upto or oldest)
 
     def remember(self, post: Post) -> None:
-        self.remember_target(post.message_id, post.ts_utc, post.role, post.sender_id)
+        self.remember_target(
+            post.message_id, post.ts_utc, post.role, post.sender_id, post.thread_id
+        )
         window = timedelta(seconds=self.settings.discussion_window_s)
         while self.recent and self.recent[0].ts_utc < post.ts_utc - window:
             self.recent.popleft()
         if post.role == Role.HOST or (post.role == Role.MEMBER and post.is_question):
             self.recent.append(post)
 
-    async def reply_target(self, target_id: int, ts: datetime) -> ReplyTarget:
+    async def reply_target(self, target_id: int, ts: datetime) -> tuple[ReplyTarget, int | None]:
+        """The message replied to, and its forum topic: an export does not keep the topic
+        of a reply, which is the topic of the message it replies to (SPEC 9)."""
         known = self.messages.get(target_id)
         if known is not None:
-            return ReplyTarget(
-                target_id, datetime.fromtimestamp(known[0], UTC), known[1], known[2]
-            )
+            when = datetime.fromtimestamp(known[0], UTC)
+            return ReplyTarget(target_id, when, known[1], known[2]), known[3]
         stored = None
         lo, hi = self.stored_range or (0, -1)
         if lo <= target_id <= hi or (
@@ -850,11 +860,10 @@ class _ChatImport:
             found = await self.w.stored_posts(self.chat_id, target_id, target_id + 1)
             stored = found.get(target_id)
         if stored is not None:  # the role at the time the target was sent wins
-            return ReplyTarget(
-                target_id, datetime.fromtimestamp(stored.ts, UTC), stored.role, stored.sender_id
-            )
+            when = datetime.fromtimestamp(stored.ts, UTC)
+            return ReplyTarget(target_id, when, stored.role, stored.sender_id), stored.thread_id
         # a service message, deleted, or before the export: a reply that makes no one active
-        return ReplyTarget(target_id, ts, Role.OTHER, None)
+        return ReplyTarget(target_id, ts, Role.OTHER, None), None
 
     async def message(self, item: MessageItem) -> None:
         if item.peer is None:
@@ -876,6 +885,7 @@ class _ChatImport:
                 stored.role,
                 stored.sender_id,
                 is_question=stored.is_question,
+                thread_id=stored.thread_id,
             )
             self.first_post(user_id, post.role)
             self.remember(post)
@@ -886,6 +896,11 @@ class _ChatImport:
             else frozenset()
         )
         role = sender_role(sender, self.chat_id, self.linked, hosts)
+        reply, thread = None, None
+        if item.reply_to in self.topics:  # sent in a forum topic, not a reply (SPEC 9)
+            thread = item.reply_to
+        elif item.reply_to is not None:
+            reply, thread = await self.reply_target(item.reply_to, item.ts_utc)
         post = Post(
             self.chat_id,
             mid,
@@ -895,13 +910,12 @@ class _ChatImport:
             sender.sender_chat_id,
             is_question=role == Role.MEMBER
             and is_question(item.text, self.settings.question_markers),
+            thread_id=thread,
         )
         self.first_post(user_id, role)
         if user_id is not None and role in (Role.MEMBER, Role.BOT):
             await self.user(user_id, item.sender_name)
-        reply = None
-        if item.reply_to is not None:
-            reply = await self.reply_target(item.reply_to, item.ts_utc)
+        if reply is not None:
             marks = reply_marks(post, reply)
             self.summary.replies += 1
         else:

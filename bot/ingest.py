@@ -32,9 +32,10 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from telegram import Bot, Update
-from telegram.error import NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import Application
 
+from bot.network import Reachability, short_reason
 from storage.repo import Repo
 
 log = logging.getLogger(__name__)
@@ -116,14 +117,19 @@ def _transient_itself(e: BaseException) -> bool:
     return isinstance(sqlstate, str) and sqlstate.startswith(PG_TRANSIENT)
 
 
+PLUMBING = ("handlers.replies", "handlers.permissions")  # shared by every command: not its name
+
+
 def handler_of(exc: BaseException | None) -> str:
     """The innermost of our handler functions the error went through (module.function), from
-    its traceback: e.g. `handlers.admin.on_settings`."""
+    its traceback: e.g. `handlers.admin.on_settings`, not the reply helper it called."""
     found = "unknown"
     tb = exc.__traceback__ if exc is not None else None
     while tb is not None:
         module = str(tb.tb_frame.f_globals.get("__name__", ""))
-        if module.startswith("handlers.") or (found == "unknown" and module.startswith("bot.")):
+        if module.startswith(PLUMBING):
+            pass
+        elif module.startswith("handlers.") or (found == "unknown" and module.startswith("bot.")):
             found = f"{module}.{tb.tb_frame.f_code.co_qualname}"
         tb = tb.tb_next
     return found
@@ -344,6 +350,7 @@ async def poll_committed(
     application: Application[Any, Any, Any, Any, Any, Any], stop: asyncio.Event, poll_s: int = 10
 ) -> None:
     repo: Repo = application.bot_data["repo"]
+    reach: Reachability = application.bot_data["reach"]
     offset = await _retry(lambda: repo.get_state(OFFSET_KEY), stop)
     backoff = 0.5
     down = refused = False
@@ -353,7 +360,9 @@ async def poll_committed(
         except RetryAfter as exc:
             await _sleep(stop, _seconds(exc.retry_after))
             continue
-        except (TimedOut, NetworkError):
+        except (TimedOut, NetworkError) as exc:
+            if not isinstance(exc, BadRequest):  # an answer, not a lost Bot API
+                reach.lost(short_reason(exc))  # one line; `reached` logs when it answers
             await _sleep(stop, backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_S)
             continue

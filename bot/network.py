@@ -105,9 +105,10 @@ class WaitingRequest(HTTPXRequest):
                     raise
                 self.reach.lost(short_reason(exc))
             else:
-                if code < SERVER_ERROR or not self.reach.waiting:
+                if code < SERVER_ERROR:
                     self.reach.reached()
-                    return code, payload
+                if code < SERVER_ERROR or not self.reach.waiting:
+                    return code, payload  # a 5xx after start-up goes to its caller
                 self.reach.lost(f"HTTP {code}")
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, MAX_DELAY_S)

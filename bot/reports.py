@@ -67,6 +67,8 @@ def digest_text(
     active = report["active"]
     audience = active["audience"]
     lines += ["", t(lang, "digest_active", audience="—" if audience is None else audience)]
+    if audience is None:  # no audience: a day before tracking began (SPEC 9)
+        lines.insert(1, t(lang, "report_before_tracking", date=report["date"]))
     for level in ("response", "interaction"):
         cell = active[level]
         lines.append(f"  {t(lang, 'digest_' + level)}: {pct(cell['rate'])} ({cell['users']})")

@@ -21,6 +21,7 @@ from bot import alerts, charts, metrics, reports, service
 from bot.chat_text import fit
 from bot.config import Config, GroupSettings
 from bot.i18n import t
+from bot.tracking import not_members
 from storage.repo import Repo
 
 log = logging.getLogger(__name__)
@@ -125,9 +126,7 @@ async def send_digest(
     try:
         result = await service.digest(repo, config, chat_id, day, now)
         title = info.title or str(chat_id)
-        notes = await _quality_notes(
-            application, repo, chat_id, result.data, now, settings.language
-        )
+        notes = await _quality_notes(application, repo, chat_id, result.data, now, settings)
         text = reports.digest_text(
             result.report, settings.language, title, result.net, result.changes, notes
         )
@@ -149,19 +148,20 @@ async def _quality_notes(
     chat_id: int,
     data: service.GroupData,
     now: datetime,
-    lang: str,
+    settings: GroupSettings,
 ) -> list[str]:
-    """Re-read Telegram's member count (daily, with the digest) and say if ours drifted."""
+    """Re-read Telegram's member count and admin list (daily, with the digest) and say if
+    our head-count drifted."""
     try:
         count = await application.bot.get_chat_member_count(chat_id)
     except TelegramError:
         return []
     await repo.record_member_count(chat_id, now, count)
-    not_members = len(await repo.admin_hosts(chat_id)) + 1  # the admins and this bot
-    drift = service.headcount_drift(data, now, count, not_members)
+    known = await not_members(application.bot, repo, chat_id, settings.hosts, now)
+    drift = service.headcount_drift(data, now, count, len(known))
     if drift is None:
         return []
-    return [t(lang, "note_drift", telegram=drift[0], ours=drift[1])]
+    return [t(settings.language, "note_drift", telegram=drift[0], ours=drift[1])]
 
 
 async def _deliver(

@@ -11,7 +11,8 @@ from bot import exporting, reports, schedule
 from bot.context import AppContext
 from bot.i18n import t
 from bot.parse import UsageError, parse_days, parse_settarget, parse_setting
-from bot.tracking import utcnow
+from bot.tracking import in_group, utcnow
+from handlers.messages import replied_to
 from handlers.permissions import GroupCall, group_command
 from handlers.replies import reply
 
@@ -38,7 +39,8 @@ async def on_hosts(update: Update, context: AppContext, call: GroupCall) -> None
     if not call.args:
         await reply(update, await _hosts_text(context, call))
         return
-    target = msg.reply_to_message.from_user if msg.reply_to_message else None
+    replied = replied_to(msg)
+    target = replied.from_user if replied else None
     if len(call.args) != 1 or call.args[0] not in ("add", "remove") or target is None:
         raise UsageError("usage_hosts")
     name = target.full_name
@@ -46,15 +48,29 @@ async def on_hosts(update: Update, context: AppContext, call: GroupCall) -> None
         await context.repo.record_users(
             [(target.id, target.is_bot, target.full_name, target.username)]
         )
-        await context.repo.set_manual_host(call.chat_id, target.id, True, utcnow())
+        await context.repo.set_manual_host(
+            call.chat_id, target.id, True, utcnow(), await _in_baseline(context, call, target.id)
+        )
         text = t(call.lang, "host_added", name=name)
     elif target.id in await context.repo.admin_hosts(call.chat_id):
         text = t(call.lang, "host_remove_admin", name=name)
     else:
-        await context.repo.set_manual_host(call.chat_id, target.id, False, utcnow())
+        await context.repo.set_manual_host(
+            call.chat_id, target.id, False, utcnow(), await _in_baseline(context, call, target.id)
+        )
         text = t(call.lang, "host_removed", name=name)
     context.host_cache.forget(call.chat_id)
     await reply(update, text)
+
+
+async def _in_baseline(context: AppContext, call: GroupCall, user_id: int) -> bool:
+    """Whether the baseline counts this user as a member: not an admin or configured host
+    (those are never counted), no join recorded, and in the group by getChatMember."""
+    if user_id in await context.repo.admin_hosts(call.chat_id) | context.settings(
+        call.chat_id
+    ).hosts or await context.repo.joined_since_tracking(call.chat_id, user_id):
+        return False
+    return await in_group(context.bot, call.chat_id, user_id)
 
 
 async def _hosts_text(context: AppContext, call: GroupCall) -> str:

@@ -37,6 +37,7 @@ async def on_start(update: Update, context: AppContext) -> None:
         info = await context.repo.chat(chat.id)
         admin = bool(info and info.bot_is_admin)
         lines.append(t(lang, "check_admin_ok" if admin else "check_admin_bad"))
+        lines.append(t(lang, "check_chat_id", chat_id=chat.id))
     else:
         lines.append(t(lang, "check_admin_private"))
     await reply(update, t(lang, "start", checklist="\n".join(lines)))

@@ -38,8 +38,32 @@ def is_service(msg: Message) -> bool:
         or msg.migrate_from_chat_id
         or msg.pinned_message
         or msg.forum_topic_created
+        or msg.forum_topic_edited
+        or msg.forum_topic_closed
+        or msg.forum_topic_reopened
+        or msg.general_forum_topic_hidden
+        or msg.general_forum_topic_unhidden
         or msg.video_chat_started
     )
+
+
+def topic_of(msg: Message) -> int | None:
+    """The forum topic a message was sent in; None for the General topic and outside forums
+    (a reply chain in an ordinary supergroup has a message_thread_id too, but no topic)."""
+    return msg.message_thread_id if msg.is_topic_message else None
+
+
+def replied_to(msg: Message) -> Message | None:
+    """The message this one replies to with the reply button: in a forum, a message sent in
+    a topic without it carries the topic's creation message, and that is no reply (SPEC 9)."""
+    target = msg.reply_to_message
+    if target is None or (
+        msg.is_topic_message
+        and target.forum_topic_created is not None
+        and target.message_id == msg.message_thread_id
+    ):
+        return None
+    return target
 
 
 async def on_post(update: Update, context: AppContext) -> None:
@@ -65,6 +89,7 @@ async def on_post(update: Update, context: AppContext) -> None:
         # the text is looked at once, here, and never stored (SPEC 11)
         is_question=role == Role.MEMBER
         and is_question(msg.text or msg.caption, settings.question_markers),
+        thread_id=topic_of(msg),
     )
     await context.repo.record_post(
         post, reply_target(msg, linked, hosts), settings.discussion_window_s
@@ -72,7 +97,7 @@ async def on_post(update: Update, context: AppContext) -> None:
 
 
 def reply_target(msg: Message, linked: int | None, hosts: frozenset[int]) -> ReplyTarget | None:
-    target = msg.reply_to_message
+    target = replied_to(msg)
     if target is None:
         return None
     if is_service(target):

@@ -1,8 +1,8 @@
-"""Batched, all-or-nothing writes for history imports (the live path writes through repo.py).
+"""Batched, all-or-nothing writes for history imports (the live path writes through Repo).
 
 A `BulkWriter` works on one connection inside one transaction: one import is one
 transaction, so a broken file leaves the database exactly as it was. It buffers rows and
-inserts them in batches with ON CONFLICT DO NOTHING, with the same column values repo.py
+inserts them in batches with ON CONFLICT DO NOTHING, with the same column values the live path
 writes for the same events, so imported and live rows are indistinguishable.
 """
 
@@ -18,6 +18,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.events import ActivityMark, HostChange, Level, MembershipEvent, Post, ReplyTarget, Role
+from storage.hosts import host_row
+from storage.membership import membership_row
 from storage.models import (
     ActivityRow,
     Chat,
@@ -27,14 +29,8 @@ from storage.models import (
     MessageRow,
     User,
 )
-from storage.repo import (
-    activity_row,
-    host_row,
-    insert_for,
-    membership_row,
-    message_row,
-    to_ts,
-)
+from storage.posts import activity_row, message_row
+from storage.sql import insert_for, to_ts
 
 BATCH = 5000  # rows per INSERT
 IN_CHUNK = 1000  # ids per `IN (...)` list (well under SQLite's and asyncpg's parameter limits)
@@ -60,6 +56,7 @@ class StoredPost:
     role: Role
     sender_id: int | None
     is_question: bool
+    thread_id: int | None = None
 
 
 class BulkWriter:
@@ -173,13 +170,17 @@ class BulkWriter:
                 MessageRow.role,
                 MessageRow.sender_id,
                 MessageRow.is_question,
+                MessageRow.thread_id,
             ).where(
                 MessageRow.chat_id == chat_id,
                 MessageRow.message_id >= lo,
                 MessageRow.message_id < hi,
             )
         )
-        return {m: StoredPost(m, ts, Role(role), s, bool(q)) for m, ts, role, s, q in rows}
+        return {
+            m: StoredPost(m, ts, Role(role), s, bool(q), thread)
+            for m, ts, role, s, q, thread in rows
+        }
 
     async def group_users_named(self, chat_id: int, names: Iterable[str]) -> dict[str, list[int]]:
         """Display name -> ids of the users by that name who joined, left, posted or were

@@ -133,6 +133,8 @@ class MessageRow(Base):
     is_question: Mapped[bool] = mapped_column(Boolean, default=False)
     is_response: Mapped[bool] = mapped_column(Boolean, default=False)
     is_discussion: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the forum topic (message_thread_id); NULL: the General topic, or a group without topics
+    thread_id: Mapped[int | None] = mapped_column(BigInteger)
     __table_args__ = (
         Index(None, "chat_id", "ts"),
         # first posts of people with membership events (pre-tracking members, SPEC 2)

@@ -189,7 +189,11 @@ class FakeBotAPI:
 
     def _chat(self, chat_id: int) -> dict[str, Any]:
         if chat_id in self.chats:
-            return {k: v for k, v in self.chats[chat_id].items() if k in ("id", "type", "title")}
+            return {
+                k: v
+                for k, v in self.chats[chat_id].items()
+                if k in ("id", "type", "title", "is_forum")
+            }
         return {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"} | (
             {"first_name": "User"} if chat_id > 0 else {"title": "Group"}
         )
@@ -220,7 +224,14 @@ class FakeBotAPI:
         buttons = [b for row in markup.get("inline_keyboard", []) for b in row]
         if any(not 1 <= len(b.get("callback_data", "x").encode()) <= 64 for b in buttons):
             return _bad_request("BUTTON_DATA_INVALID")  # callback data: 1-64 bytes
-        return self._sent(params, text=shown)
+        topic: dict[str, Any] = {}
+        thread = params.get("message_thread_id")
+        if thread is not None:
+            if not self._chat(int(params["chat_id"])).get("is_forum"):
+                return _bad_request("message thread not found")
+            # sent into a forum topic (the General topic has no thread id)
+            topic = {"message_thread_id": int(thread), "is_topic_message": True}
+        return self._sent(params, text=shown, **topic)
 
     def m_sendPhoto(self, params: dict[str, Any]) -> Any:
         caption = _after_entities(str(params.get("caption", "")), params.get("parse_mode"))
@@ -251,7 +262,11 @@ class FakeBotAPI:
         } | info
 
     def m_getChatAdministrators(self, params: dict[str, Any]) -> Any:
-        return self.admins.get(int(params["chat_id"]), [])
+        """As Telegram: bots other than the caller only with `return_bots`."""
+        admins = self.admins.get(int(params["chat_id"]), [])
+        if params.get("return_bots") is True:
+            return admins
+        return [a for a in admins if not a["user"]["is_bot"] or a["user"]["id"] == BOT_ID]
 
     def m_getChatMember(self, params: dict[str, Any]) -> Any:
         chat_id, user_id = int(params["chat_id"]), int(params["user_id"])
@@ -272,7 +287,25 @@ class FakeBotAPI:
         return {"status": "left", "user": {"id": user_id, "is_bot": False, "first_name": "U"}}
 
     def m_getChatMemberCount(self, params: dict[str, Any]) -> Any:
+        """Everyone in the group, as Telegram counts: the bot itself, admins, bots."""
         return self.member_counts.get(int(params["chat_id"]), 0)
+
+    def count_everyone(self, chat_id: int, others: int) -> int:
+        """Set the group's member count as Telegram keeps it: `others` people the fake
+        knows nothing about, plus everyone it shows in the group (admins and bot admins,
+        getChatMember entries in the group, and the bot itself)."""
+        inside = {a["user"]["id"] for a in self.admins.get(chat_id, [])} | {BOT_ID}
+        inside |= {
+            user
+            for (chat, user), m in self.members.items()
+            if chat == chat_id
+            and (
+                m["status"] in ("creator", "administrator", "member")
+                or (m["status"] == "restricted" and m["is_member"])
+            )
+        }
+        self.member_counts[chat_id] = others + len(inside)
+        return self.member_counts[chat_id]
 
     # ---- HTTP ------------------------------------------------------------------------
 

@@ -91,6 +91,15 @@ def create_group(
     return service(mid, dt, creator, "create_group", legacy, title=title, members=names)
 
 
+def topic_created(
+    mid: int, dt: int, actor: Person, title: str = "Topic", legacy: bool = False
+) -> dict[str, Any]:
+    """A forum topic opens: its id is the topic's. A message sent in the topic has it as
+    `reply_to_message_id` (the export keeps no other topic field, and an explicit reply
+    in a topic names only the message it replies to)."""
+    return service(mid, dt, actor, "topic_created", legacy, title=title)
+
+
 def message(
     mid: int,
     dt: int,

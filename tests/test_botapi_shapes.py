@@ -10,9 +10,17 @@ from typing import Any
 import pytest
 
 from tests import tg
-from tests.botapi_server import FakeBotAPI
+from tests.botapi_server import BOT_ID, FakeBotAPI
 
-SPEC = Path(__file__).resolve().parents[2] / "shared" / "botapi" / "botapi_subset.json"
+# the shared folder sits beside the repository (or beside the folder of its worktrees)
+SPEC = next(
+    (
+        p / "shared" / "botapi" / "botapi_subset.json"
+        for p in Path(__file__).resolve().parents[2:]
+        if (p / "shared" / "botapi" / "botapi_subset.json").exists()
+    ),
+    Path(__file__).resolve().parents[2] / "shared" / "botapi" / "botapi_subset.json",
+)
 PRIMITIVES = {"Integer": int, "String": str, "Boolean": bool, "True": bool, "Float": float}
 
 
@@ -90,10 +98,38 @@ def test_builders_make_valid_updates() -> None:
         assert problems(update | {"update_id": i + 1}, "Update") == []
 
 
+def test_forum_updates_are_valid_and_shaped_as_telegram_sends_them() -> None:
+    forum, host, alice, bob = tg.forum(-300, "F"), tg.user(1), tg.user(10), tg.user(11)
+    root = tg.topic_created(forum, 50, 1, host, "Homework")
+    in_topic = tg.message(forum, 51, 2, alice, "q?", topic=root["message"])
+    reply = tg.message(forum, 52, 3, bob, "a", reply_to=in_topic["message"], topic=root["message"])
+    general = tg.message(forum, 53, 4, bob, "hi")
+    chain = tg.message(tg.group(-400), 9, 5, bob, "a", reply_to=general["message"])
+    for i, update in enumerate((root, in_topic, reply, general, chain)):
+        assert problems(update | {"update_id": i + 1}, "Update") == []
+    msg = in_topic["message"]  # sent in the topic without the reply button
+    assert forum["is_forum"] is True
+    assert (msg["message_thread_id"], msg["is_topic_message"]) == (50, True)
+    assert msg["reply_to_message"]["forum_topic_created"] == {
+        "name": "Homework",
+        "icon_color": 0x6FB9F0,
+    }
+    explicit = reply["message"]  # an explicit reply inside the topic
+    assert explicit["reply_to_message"]["message_id"] == 51
+    assert (explicit["message_thread_id"], explicit["is_topic_message"]) == (50, True)
+    # the General topic has no thread id; a reply chain outside topics has one, no topic
+    assert "message_thread_id" not in general["message"]
+    assert chain["message"]["message_thread_id"] == 53
+    assert "is_topic_message" not in chain["message"]
+
+
 def test_server_answers_are_valid() -> None:
     api = FakeBotAPI()
     api.admins[-100] = [tg.member(tg.user(1), "creator"), tg.member(tg.user(2), "administrator")]
+    api.admins[-100].append(tg.member(tg.user(4, "Guard", True), "administrator"))
+    api.members[(-100, 3)] = tg.member(tg.user(3), "member")
     api.chats[-100] = tg.group(-100) | {"linked_chat_id": -200}
+    api.chats[-300] = tg.forum(-300)
     checks = [
         ("getMe", {}, "User"),
         ("sendMessage", {"chat_id": -100, "text": "x"}, "Message"),
@@ -103,12 +139,48 @@ def test_server_answers_are_valid() -> None:
         ("getChatAdministrators", {"chat_id": -100}, "Array of ChatMember"),
         ("getChatMember", {"chat_id": -100, "user_id": 7}, "ChatMember"),
         ("getChatMemberCount", {"chat_id": -100}, "Integer"),
+        ("getChatAdministrators", {"chat_id": -100, "return_bots": True}, "Array of ChatMember"),
+        ("getChatMember", {"chat_id": -100, "user_id": 3}, "ChatMember"),
+        (
+            "sendMessage",
+            {"chat_id": -300, "text": "x", "message_thread_id": 50},
+            "Message",
+        ),
     ]
     try:
         for method, params, type_name in checks:
             status, payload = api.answer(method, params)
             assert status == 200
             assert problems(payload["result"], type_name) == [], method
+    finally:
+        api.stop()
+
+
+def test_server_honours_return_bots_and_counts_everyone() -> None:
+    """As Telegram: bot admins other than the caller only with return_bots; the member
+    count includes the bot itself, the admins, bot admins and every member."""
+    api = FakeBotAPI()
+    guard, me = tg.user(4, "Guard", True), tg.user(BOT_ID, "opsbot", True)
+    api.admins[-100] = [
+        tg.member(tg.user(1), "creator"),
+        tg.member(guard, "administrator"),
+        tg.member(me, "administrator"),
+    ]
+    api.members[(-100, 3)] = tg.member(tg.user(3), "member")
+    api.members[(-100, 5)] = tg.member(tg.user(5), "left")
+    try:
+        ids = [
+            [a["user"]["id"] for a in api.answer("getChatAdministrators", params)[1]["result"]]
+            for params in ({"chat_id": -100}, {"chat_id": -100, "return_bots": True})
+        ]
+        assert ids == [[1, BOT_ID], [1, 4, BOT_ID]]
+        assert api.count_everyone(-100, others=10) == 14  # 10 + creator, guard, bot, user 3
+        assert api.answer("getChatMemberCount", {"chat_id": -100})[1]["result"] == 14
+        plain = api.answer("sendMessage", {"chat_id": -100, "text": "x"})[1]["result"]
+        assert "message_thread_id" not in plain
+        # a thread id outside a forum is refused, as Telegram does
+        refused = api.answer("sendMessage", {"chat_id": -100, "text": "x", "message_thread_id": 5})
+        assert refused[0] == 400
     finally:
         api.stop()
 

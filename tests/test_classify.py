@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -103,3 +104,16 @@ def test_answer_window_is_inclusive_and_host_closes_it() -> None:
     assert answer_marks(post(2, 6, 10.01), [q], 600) == []
     assert answer_marks(post(3, 6, 2), [q, post(2, 1, 1, Role.HOST)], 600) == []
     assert answer_marks(post(3, 6, 2), [q, post(2, 9, 1, Role.BOT)], 600) != []
+
+
+def test_answer_windows_are_per_forum_topic() -> None:
+    """SPEC 9: only messages of the question's own topic answer it (None: the General
+    topic), and a host post closes the windows of its own topic only."""
+    q = replace(post(1, 5, 0, q=True), thread_id=7)
+    assert answer_marks(replace(post(2, 6, 1), thread_id=7), [q], 600) != []
+    assert answer_marks(replace(post(2, 6, 1), thread_id=8), [q], 600) == []
+    assert answer_marks(post(2, 6, 1), [q], 600) == []
+    host_elsewhere = replace(post(2, 1, 1, Role.HOST), thread_id=8)
+    assert answer_marks(replace(post(3, 6, 2), thread_id=7), [q, host_elsewhere], 600) != []
+    host_here = replace(host_elsewhere, thread_id=7)
+    assert answer_marks(replace(post(3, 6, 2), thread_id=7), [q, host_here], 600) == []

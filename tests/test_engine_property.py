@@ -1,5 +1,6 @@
 """Property test: random group histories fed through storage; the report service's numbers
 equal those of a deliberately naive simulation of SPEC 3, 4 and 9 (SQLite and PostgreSQL).
+Posts fall in forum topics (or the General topic), and an admin bot posts too.
 
 The naive side knows every person, including the baseline members the engine only knows
 as a count, and replays the whole log from scratch for every question it answers.
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 from bot import service
 from bot.config import Config, GroupSettings
 from bot.events import HostChange, MemberKind, MembershipEvent, Post, ReplyTarget, Role
+from bot.tracking import baseline_count
 from storage.repo import Repo
 
 ZONES = [
@@ -29,6 +31,9 @@ ZONES = [
 ]
 WINDOW_S = 600
 BOT = 9_000
+GUARD = 9_001  # another bot, an administrator of the group (an anti-spam bot)
+BOTS = (BOT, GUARD)
+TOPICS = [None, 7, 8]  # forum topics; None: the General topic
 _chat_ids = itertools.count(-1_000_000_000_001, -1)
 
 
@@ -54,22 +59,27 @@ def logs(draw: st.DrawFn) -> Log:
     newcomers = list(range(200, 200 + draw(st.integers(1, 6))))
     hosts = [1]
     log = Log(tz, first_day, start, baseline)
-    in_group = set(baseline) | {1, BOT}
+    in_group = set(baseline) | {1, *BOTS}
     hosts = {1}
-    everyone = baseline + newcomers + [1, BOT]
+    everyone = baseline + newcomers + [1, *BOTS]
     minute = 0
+    calm = (
+        [2, 5, 30, 90, 240, 700],
+        ["join", "leave", "post", "post", "post", "promote", "demote"],
+    )
+    # a quick-fire discussion across topics: questions and answers within windows
+    chatty = ([1, 2, 3], ["join", "leave", "promote", "demote", *["post"] * 9])
+    gaps, kinds = draw(st.sampled_from([calm, chatty]))
     # only what Telegram allows: join when out, leave/post/promote when in, demote a host
     for _ in range(draw(st.integers(5, 45))):
-        minute += draw(st.sampled_from([2, 5, 30, 90, 240, 700]))
+        minute += draw(st.sampled_from(gaps))
         ts = start + timedelta(minutes=minute)
-        kind = draw(
-            st.sampled_from(["join", "leave", "post", "post", "post", "promote", "demote"])
-        )
+        kind = draw(st.sampled_from(kinds))
         eligible = {
             "join": [u for u in everyone if u not in in_group],
-            "leave": [u for u in everyone if u in in_group and u != BOT],
+            "leave": [u for u in everyone if u in in_group and u not in BOTS],
             "post": sorted(in_group),
-            "promote": [u for u in everyone if u in in_group and u not in hosts and u != BOT],
+            "promote": [u for u in everyone if u in in_group and u not in hosts and u not in BOTS],
             "demote": sorted(hosts),
         }[kind]
         if not eligible:
@@ -87,6 +97,7 @@ def logs(draw: st.DrawFn) -> Log:
         else:
             extra["question"] = draw(st.booleans())
             extra["reply"] = draw(st.one_of(st.none(), st.integers(0, 30)))
+            extra["topic"] = draw(st.sampled_from(TOPICS))
         log.events.append((ts, kind, user, extra))
     return log
 
@@ -113,7 +124,7 @@ def naive_state(
 
 def is_member(log: Log, user: int, instant: datetime) -> bool:
     in_group, host = naive_state(log, user, instant)
-    return in_group and not host and user != BOT
+    return in_group and not host and user not in BOTS
 
 
 def people(log: Log) -> set[int]:
@@ -130,7 +141,7 @@ def naive_cohort(log: Log, day: date) -> dict[int, datetime]:
     lo, hi = day_bounds(log, day)
     cohort: dict[int, datetime] = {}
     for ts, kind, u, _ in log.events:
-        if kind != "join" or not lo <= ts < hi or u in cohort or u == BOT:
+        if kind != "join" or not lo <= ts < hi or u in cohort or u in BOTS:
             continue
         was_in, _ = naive_state(log, u, ts)
         _, host = naive_state(log, u, ts, inclusive=True)
@@ -181,19 +192,23 @@ def naive_audience(log: Log, day: date) -> int:
     return len(present)
 
 
-def naive_posts(log: Log) -> list[tuple[int, datetime, int, Role, int | None, bool]]:
-    """(message id, ts, sender, role at send time, reply-to message id, question)."""
+def naive_posts(
+    log: Log,
+) -> list[tuple[int, datetime, int, Role, int | None, bool, int | None]]:
+    """(message id, ts, sender, role at send time, reply-to message id, question, topic)."""
     posts = []
     for mid, (ts, kind, u, extra) in enumerate(log.events, start=1):
         if kind != "post":
             continue
         in_group, host = naive_state(log, u, ts, inclusive=True)
-        role = Role.BOT if u == BOT else Role.HOST if host else Role.MEMBER
+        role = Role.BOT if u in BOTS else Role.HOST if host else Role.MEMBER
         reply = extra["reply"]
         target = None
         if isinstance(reply, int) and posts:
             target = posts[reply % len(posts)][0]
-        posts.append((mid, ts, u, role, target, bool(extra["question"])))
+        topic = extra["topic"]
+        assert topic is None or isinstance(topic, int)
+        posts.append((mid, ts, u, role, target, bool(extra["question"]), topic))
     return posts
 
 
@@ -203,7 +218,7 @@ def naive_active(log: Log, day: date) -> tuple[set[int], set[int]]:
     by_id = {p[0]: p for p in posts}
     response: set[int] = set()
     interaction: set[tuple[int, datetime]] = set()
-    for mid, ts, u, role, target, _ in posts:
+    for mid, ts, u, role, target, _, topic in posts:
         if role != Role.MEMBER:
             continue
         if target is not None:
@@ -213,12 +228,12 @@ def naive_active(log: Log, day: date) -> tuple[set[int], set[int]]:
             if t[3] == Role.MEMBER and t[2] != u:
                 interaction |= {(u, ts), (t[2], t[1])}
             continue
-        for q in posts:
-            if q[0] >= mid or not q[5] or q[3] != Role.MEMBER or q[2] == u:
+        for q in posts:  # questions and host posts of the same forum topic only
+            if q[0] >= mid or not q[5] or q[3] != Role.MEMBER or q[2] == u or q[6] != topic:
                 continue
             if not 0 <= (ts - q[1]).total_seconds() <= WINDOW_S:
                 continue
-            if any(h[3] == Role.HOST and q[0] < h[0] < mid for h in posts):
+            if any(h[3] == Role.HOST and h[6] == topic and q[0] < h[0] < mid for h in posts):
                 continue
             interaction |= {(u, ts), (q[2], q[1])}
     return response, {u for u, ts in interaction if lo <= ts < hi}
@@ -235,9 +250,11 @@ async def feed(
     posts and joins/leaves written together at the end)."""
     for chat_id in chat_ids:
         await repo.ensure_chat(chat_id, "g", "supergroup")
-        await repo.record_users([(BOT, True, "bot", None)])
+        await repo.record_users([(b, True, "bot", None) for b in BOTS])
         await repo.sync_admins(chat_id, {1}, log.start)
-        await repo.start_tracking(chat_id, log.start, len(log.baseline))
+        # Telegram's count: the baseline members, the host, the admin bot and ourselves
+        count = len(log.baseline) + 3
+        await repo.start_tracking(chat_id, log.start, baseline_count(count, {1, *BOTS}))
     posts = {p[0]: p for p in naive_posts(log)}
     events = [
         (chat_id, mid, ev) for mid, ev in enumerate(log.events, start=1) for chat_id in chat_ids
@@ -257,17 +274,16 @@ async def feed_events(repo: Repo, events: Any, posts: Any) -> None:
     for chat_id, mid, (ts, kind, u, _) in events:
         if kind in ("join", "leave"):
             await repo.record_membership(MembershipEvent(chat_id, u, MemberKind(kind), ts, mid))
-        elif kind in ("promote", "demote") and u != BOT:
+        elif kind in ("promote", "demote") and u not in BOTS:
             await repo.set_host(HostChange(chat_id, u, ts, kind == "promote", mid))
         elif kind == "post":
-            _, _, sender, role, target, question = posts[mid]
+            _, _, sender, role, target, question, topic = posts[mid]
             reply = None
             if target is not None:
                 t = posts[target]
                 reply = ReplyTarget(target, t[1], t[3], t[2])
-            await repo.record_post(
-                Post(chat_id, mid, ts, role, sender, is_question=question), reply, WINDOW_S
-            )
+            post = Post(chat_id, mid, ts, role, sender, is_question=question, thread_id=topic)
+            await repo.record_post(post, reply, WINDOW_S)
 
 
 @settings(

@@ -4,11 +4,13 @@ live through the fake Bot API server. The reports must be the same, number for n
 The history has what real groups have and exports write their own way: people a host
 added or removed, whom the export names only by display name (live: ids), and the linked
 channel's posts (automatic forwards and posts sent as the channel, which the export does
-not mark as linked), replies to them, and another channel's posts."""
+not mark as linked), replies to them, and another channel's posts. Once more as a forum
+supergroup with topics and an admin bot."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,13 @@ HOSTS = [synthetic.HOST_BASE_ID + i for i in range(SPEC.hosts)]
 NEWS, ADS = ("Camp News", 555), ("Deals", 999)  # the linked channel, another channel
 LINKED = -100555
 NAME_ONLY = 6  # at most this many people whom a host adds (and removes), named only
+FORUM_SPEC = replace(
+    SPEC, messages_per_member_day=4.0, question_share=0.3, reply_to_host_share=0.2
+)
+NOW = datetime(2026, 11, 16, tzinfo=UTC)
+DAYS = [SPEC.start + timedelta(days=i) for i in range(SPEC.days)]
+GUARD = 5_000_001  # an anti-spam bot, administrator of the forum
+BOTS = {GUARD}
 
 
 def renumbered(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -99,17 +108,52 @@ def dates(ts: int) -> dict[str, str]:
     return {"date": local.isoformat(), "date_unixtime": str(ts)}
 
 
+def as_forum(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The history in a forum with two topics and an admin bot, as Telegram Desktop would
+    export it: ids spaced out to make room; each member's message without a reply is sent
+    in the General topic or a topic (its reply_to_message_id is then the topic's
+    creation), a reply stays a reply (an export keeps no topic for it); the bot Guard
+    greets in topics."""
+    out, roots = [], []
+    for item in items:
+        item = item | {"id": item["id"] * 10}
+        if "reply_to_message_id" in item:
+            item["reply_to_message_id"] *= 10
+        out.append(item)
+        if item["type"] == "service" and item["action"] == "create_group":
+            for n, title in enumerate(("Homework", "Chat"), start=1):
+                root = item | {"id": item["id"] + n, "action": "topic_created", "title": title}
+                del root["members"]
+                roots.append(root["id"])
+                out.append(root)
+        elif (
+            item["type"] == "message"
+            and item["from_id"].startswith("user")
+            and "reply_to_message_id" not in item
+        ):
+            where = item["id"] // 10 % 3  # 0: the General topic
+            if where:
+                item["reply_to_message_id"] = roots[where - 1]
+                if item["id"] // 10 % 7 == 0:
+                    guard = {"from": "Guard", "from_id": f"user{GUARD}", "text": "welcome!"}
+                    out.append(item | guard | {"id": item["id"] + 5})
+    return out
+
+
 def user_of(item: dict[str, Any], id_key: str, name_key: str) -> dict[str, Any]:
-    return tg.user(int(str(item[id_key]).removeprefix("user")), item[name_key])
+    uid = int(str(item[id_key]).removeprefix("user"))
+    return tg.user(uid, item[name_key], is_bot=uid in BOTS)
 
 
 def as_updates(
-    items: list[dict[str, Any]], named: dict[str, int] | None = None
+    items: list[dict[str, Any]], named: dict[str, int] | None = None, forum: bool = False
 ) -> list[dict[str, Any]]:
     """The export's history as the Bot API would have delivered it (`named`: the ids of the
-    people the export names only)."""
+    people the export names only). In a forum, a message whose reply_to_message_id is a
+    topic's creation is sent in that topic without the reply button; an explicit reply is
+    sent in the topic of the message it replies to."""
     named = named or {}
-    group = tg.group(CHAT_ID, SPEC.title)
+    group = (tg.forum if forum else tg.group)(CHAT_ID, SPEC.title)
     by_id: dict[int, dict[str, Any]] = {}
     updates = []
     for item in items:
@@ -150,8 +194,17 @@ def as_updates(
                         group, who, ts, tg.member(who, "member"), tg.member(who, "left")
                     )
                 )
+            elif item["action"] == "topic_created":
+                update = tg.topic_created(group, item["id"], ts, who, item["title"])
+                by_id[item["id"]] = update["message"]
+                updates.append(update)
             continue
         reply = by_id.get(item.get("reply_to_message_id", -1))
+        topic = None
+        if reply is not None and reply.get("is_topic_message"):
+            topic = by_id[reply["message_thread_id"]]
+            if reply["message_id"] == topic["message_id"]:
+                reply = None  # sent in the topic, not a reply
         if item["from_id"].startswith("channel"):  # a channel's post
             channel = tg.channel(int(f"-100{item['from_id'].removeprefix('channel')}"))
             extra: dict[str, Any] = {"sender_chat": channel}
@@ -169,41 +222,62 @@ def as_updates(
             else:
                 sender = tg.user(CHANNEL_BOT, "Channel", True)
             update = tg.message(
-                group, item["id"], ts, sender, item["text"], reply_to=reply, **extra
+                group, item["id"], ts, sender, item["text"], reply_to=reply, topic=topic, **extra
             )
             by_id[item["id"]] = update["message"]
             updates.append(update)
             continue
         sender = user_of(item, "from_id", "from")
-        update = tg.message(group, item["id"], ts, sender, item["text"], reply_to=reply)
+        update = tg.message(
+            group, item["id"], ts, sender, item["text"], reply_to=reply, topic=topic
+        )
         by_id[item["id"]] = update["message"]
         updates.append(update)
     return updates
 
 
-async def test_imported_history_reports_like_the_live_bot(tmp_path: Path, db_url: str) -> None:
-    export = tmp_path / "result.json"
-    synthetic.write_export(SPEC, export)
+def write_history(
+    tmp_path: Path, spec: synthetic.GroupSpec, forum: bool
+) -> tuple[Path, list[dict[str, Any]], dict[str, int]]:
+    """The export (path, items) and the name-only people's ids."""
+    export = tmp_path / f"{'forum' if forum else 'group'}.json"
+    synthetic.write_export(spec, export)
     data = json.loads(export.read_text())
     items, named = with_real_shapes(data["messages"])
+    if forum:
+        items = as_forum(items)
     export.write_text(json.dumps(data | {"messages": items}, ensure_ascii=False))
-    creators = items[0]["members"]
-    now = datetime(2026, 11, 16, tzinfo=UTC)
-    days = [SPEC.start + timedelta(days=i) for i in range(SPEC.days)]
+    return export, items, named
 
-    imported_url = f"sqlite+aiosqlite:///{tmp_path / 'imported.db'}"
+
+async def import_reports(export: Path) -> tuple[list[dict[str, object]], Any, list[Any]]:
+    """The reports of every day after `opsbot import` (--host, --bot) into a new database;
+    the import summary; the group's message rows."""
+    imported_url = f"sqlite+aiosqlite:///{export.with_suffix('.db')}"
     repo = await Repo.open(imported_url)
     try:
         [summary] = await import_export(
-            repo, Config(storage_url=imported_url), export, hosts=HOSTS
+            repo, Config(storage_url=imported_url), export, hosts=HOSTS, bots=sorted(BOTS)
         )
-        imported = [await service.day_report(repo, Config(), CHAT_ID, d, now) for d in days]
+        imported = [await service.day_report(repo, Config(), CHAT_ID, d, NOW) for d in DAYS]
         async with repo.engine.connect() as conn:
             rows = (
                 await conn.execute(select(MessageRow).where(MessageRow.chat_id == CHAT_ID))
             ).all()
     finally:
         await repo.close()
+    return imported, summary, list(rows)
+
+
+async def compare(
+    tmp_path: Path, db_url: str, spec: synthetic.GroupSpec = SPEC, forum: bool = False
+) -> list[dict[str, object]]:
+    """The history (in a forum with an admin bot, if `forum`) imported (--host, --bot)
+    and fed live: asserts the reports of every day are equal, and returns them."""
+    export, items, named = write_history(tmp_path, spec, forum)
+    creators = items[0]["members"]
+    now, days = NOW, DAYS
+    imported, summary, rows = await import_reports(export)
     channel_posts = {r.message_id: (r.sender_chat_id, r.role) for r in rows if r.sender_chat_id}
     assert set(channel_posts.values()) == {(LINKED, "host"), (-100999, "other")}
     # members replied to the linked channel's posts: response-active for that
@@ -218,10 +292,15 @@ async def test_imported_history_reports_like_the_live_bot(tmp_path: Path, db_url
             for i, h in enumerate(HOSTS)
         ]
         api.admins[CHAT_ID].append(tg.member(tg.user(BOT_ID, "opsbot", True), "administrator"))
-        api.member_counts[CHAT_ID] = len(creators) + 1  # everyone in create_group + the bot
-        api.chats[CHAT_ID] = tg.group(CHAT_ID, SPEC.title) | {"linked_chat_id": LINKED}
+        group = (tg.forum if forum else tg.group)(CHAT_ID, SPEC.title)
+        api.chats[CHAT_ID] = group | {"linked_chat_id": LINKED}
+        if forum:
+            api.admins[CHAT_ID].append(tg.member(tg.user(GUARD, "Guard", True), "administrator"))
+        # everyone in create_group (hosts included), the bot and the admin bot
+        everyone = api.count_everyone(CHAT_ID, len(creators) - len(HOSTS))
+        assert everyone == len(creators) + 1 + forum
         async with bot_running(make_config(api, db_url)) as app:
-            api.push(*as_updates(items, named))
+            api.push(*as_updates(items, named, forum))
             await settle(api, wait_s=60)
             live_repo: Repo = app.bot_data["repo"]
             live = [await service.day_report(live_repo, Config(), CHAT_ID, d, now) for d in days]
@@ -229,6 +308,28 @@ async def test_imported_history_reports_like_the_live_bot(tmp_path: Path, db_url
         api.stop()
     assert summary.name_only == len(named) >= 3
     assert (summary.linked, summary.linked_by) == (LINKED, "forwards")
-    assert imported[0]["joins"] > 0  # the history is not empty
-    assert imported[1]["active"]["interaction"]["users"] > 0  # type: ignore[index]
     assert live == imported
+    return live
+
+
+async def test_imported_history_reports_like_the_live_bot(tmp_path: Path, db_url: str) -> None:
+    reports = await compare(tmp_path, db_url)
+    assert reports[0]["joins"] > 0  # the history is not empty
+    assert reports[1]["active"]["interaction"]["users"] > 0  # type: ignore[index]
+
+
+async def test_a_forum_with_an_admin_bot_reports_like_the_live_bot(
+    tmp_path: Path, db_url: str
+) -> None:
+    """A chattier history in a forum supergroup with topics and an admin bot, name-only
+    people and the linked channel: per-topic question windows, topic messages that are
+    no replies, the admin bot left out of the baseline; identical reports on every day."""
+    reports = await compare(tmp_path, db_url, FORUM_SPEC, forum=True)
+    # the topics matter here: the same history without them has more questions answered
+    flat, _, _ = await import_reports(write_history(tmp_path, FORUM_SPEC, forum=False)[0])
+    topics, no_topics = interaction(reports), interaction(flat)
+    assert all(f > t for t, f in zip(topics, no_topics, strict=True)), (topics, no_topics)
+
+
+def interaction(reports: list[dict[str, Any]]) -> list[int]:
+    return [r["active"]["interaction"]["users"] for r in reports]

@@ -52,6 +52,11 @@ def group(chat_id: int, title: str = "Camp", type_: str = "supergroup") -> dict[
     return {"id": chat_id, "type": type_, "title": title}
 
 
+def forum(chat_id: int, title: str = "Camp") -> dict[str, Any]:
+    """A forum supergroup (topics switched on)."""
+    return group(chat_id, title) | {"is_forum": True}
+
+
 def channel(chat_id: int, title: str = "Camp channel") -> dict[str, Any]:
     return {"id": chat_id, "type": "channel", "title": title}
 
@@ -112,11 +117,23 @@ def message(
     text: str | None = None,
     *,
     reply_to: dict[str, Any] | None = None,
+    topic: dict[str, Any] | None = None,
     sender_chat: dict[str, Any] | None = None,
     edited: bool = False,
     **extra: Any,
 ) -> dict[str, Any]:
+    """A message as Telegram delivers it. `topic`: the forum topic's creation message (see
+    topic_created); a message in a topic carries the topic's id and `is_topic_message`, and
+    without an explicit `reply_to` the creation message is its `reply_to_message`. A reply
+    in a supergroup outside forum topics carries the id of its reply chain's first message
+    as `message_thread_id`, without `is_topic_message`."""
     msg: dict[str, Any] = {"message_id": mid, "date": date, "chat": chat}
+    if topic is not None:
+        msg["message_thread_id"] = topic["message_id"]
+        msg["is_topic_message"] = True
+        reply_to = reply_to or topic
+    elif reply_to is not None and chat["type"] == "supergroup":
+        msg["message_thread_id"] = reply_to.get("message_thread_id", reply_to["message_id"])
     if sender is not None:
         msg["from"] = sender
     if sender_chat is not None:
@@ -129,3 +146,18 @@ def message(
         msg["edit_date"] = date + 30
     msg.update(extra)
     return {"edited_message" if edited else "message": msg}
+
+
+def topic_created(
+    chat: dict[str, Any], mid: int, date: int, sender: dict[str, Any], name: str = "Topic"
+) -> dict[str, Any]:
+    """The service message that opens a forum topic; its id is the topic's id."""
+    return message(
+        chat,
+        mid,
+        date,
+        sender,
+        message_thread_id=mid,
+        is_topic_message=True,
+        forum_topic_created={"name": name, "icon_color": 0x6FB9F0},
+    )

@@ -1,0 +1,244 @@
+"""Membership and head-count: joins and leaves (deduplicated across sources, SPEC 2),
+getChatMemberCount readings, and the history of a group's people the metrics read."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.events import HostChange, MemberKind, MembershipEvent, Role
+from storage.chats import bump
+from storage.models import (
+    Chat,
+    HostEventRow,
+    ManualHost,
+    MemberCount,
+    MembershipEventRow,
+    MessageRow,
+    User,
+)
+from storage.sql import chunks, from_ts, insert, insert_many, to_ts
+
+DEDUP_WINDOW_S = 60  # SPEC 2: the same join/leave seen from two sources within 60 s
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRows:
+    """Everything the metrics need about one group's people, as our own types."""
+
+    tracking_start_utc: datetime | None
+    baseline_count: int
+    membership: list[MembershipEvent]
+    host_changes: list[HostChange]
+    bots: frozenset[int]
+    manual_hosts: frozenset[int]
+    first_post_utc: dict[int, datetime]
+
+
+async def write_membership(conn: AsyncConnection, events: Sequence[MembershipEvent]) -> int:
+    """Store the events that are not duplicates of stored ones or of each other, in
+    order; returns how many were new. One read for all groups, then executemany."""
+    times = [to_ts(ev.ts_utc) for ev in events]
+    near: dict[tuple[int, int], list[tuple[str, int]]] = {}
+    poorer: dict[tuple[int, int, int], int | dict[str, Any]] = {}  # joins not via chat_member
+    for chunk in chunks(sorted({(ev.chat_id, ev.user_id) for ev in events})):
+        rows = await conn.execute(
+            select(
+                MembershipEventRow.chat_id,
+                MembershipEventRow.user_id,
+                MembershipEventRow.kind,
+                MembershipEventRow.ts,
+                MembershipEventRow.id,
+                MembershipEventRow.source,
+            ).where(
+                tuple_(MembershipEventRow.chat_id, MembershipEventRow.user_id).in_(chunk),
+                MembershipEventRow.ts.between(
+                    min(times) - DEDUP_WINDOW_S, max(times) + DEDUP_WINDOW_S
+                ),
+            )
+        )
+        for chat_id, user_id, kind, ts, row_id, source in rows:
+            near.setdefault((chat_id, user_id), []).append((kind, ts))
+            if kind == MemberKind.JOIN and source != "chat_member":
+                poorer[(chat_id, user_id, ts)] = row_id
+    new = []
+    richer: list[tuple[int, dict[str, Any]]] = []
+    for ev, ts in zip(events, times, strict=True):
+        seen = near.setdefault((ev.chat_id, ev.user_id), [])
+        around = [(k, t) for k, t in seen if abs(t - ts) <= DEDUP_WINDOW_S]
+        if is_duplicate(ev.kind, ts, around):
+            if ev.kind == MemberKind.JOIN and ev.source == "chat_member":
+                _keep_richer(ev, ts, around, poorer, richer)
+            continue
+        seen.append((str(ev.kind), ts))
+        row = membership_row(ev)
+        new.append(row)
+        if ev.kind == MemberKind.JOIN and ev.source != "chat_member":
+            poorer[(ev.chat_id, ev.user_id, ts)] = row
+    for row_id, better in richer:
+        await conn.execute(
+            update(MembershipEventRow).where(MembershipEventRow.id == row_id).values(**better)
+        )
+    if richer:
+        await bump(conn, *{ev.chat_id for ev in events})
+    if not new:
+        return 0
+    if len(new) == 1:  # rowcount tells whether another process stored it first
+        stmt = insert(conn, MembershipEventRow).on_conflict_do_nothing()
+        if not (await conn.execute(stmt.values(**new[0]))).rowcount:
+            return 0
+    else:
+        await insert_many(conn, MembershipEventRow, new)
+    await bump(conn, *{row["chat_id"] for row in new})
+    return len(new)
+
+
+async def record_member_count(
+    conn: AsyncConnection, chat_id: int, ts_utc: datetime, count: int
+) -> None:
+    await conn.execute(
+        insert(conn, MemberCount).values(chat_id=chat_id, ts=to_ts(ts_utc), count=count)
+    )
+
+
+async def joined_since_tracking(conn: AsyncConnection, chat_id: int, user_id: int) -> bool:
+    """Whether the user's first recorded membership event in the group is a join: such
+    a user is counted by the bot's intervals, not by the baseline."""
+    first = (
+        await conn.execute(
+            select(MembershipEventRow.kind)
+            .where(
+                MembershipEventRow.chat_id == chat_id,
+                MembershipEventRow.user_id == user_id,
+            )
+            .order_by(MembershipEventRow.ts, MembershipEventRow.seq, MembershipEventRow.id)
+            .limit(1)
+        )
+    ).scalar()
+    return first == str(MemberKind.JOIN)
+
+
+async def history(conn: AsyncConnection, chat_id: int) -> HistoryRows:
+    chat = (await conn.execute(select(Chat).where(Chat.chat_id == chat_id))).first()
+    mem = await conn.execute(
+        select(
+            MembershipEventRow.user_id,
+            MembershipEventRow.kind,
+            MembershipEventRow.ts,
+            MembershipEventRow.seq,
+            MembershipEventRow.source,
+            MembershipEventRow.invite_link,
+            MembershipEventRow.join_source,
+            MembershipEventRow.inviter_id,
+        )
+        .where(MembershipEventRow.chat_id == chat_id)
+        .order_by(MembershipEventRow.ts, MembershipEventRow.seq, MembershipEventRow.id)
+    )
+    membership = [
+        MembershipEvent(chat_id, u, MemberKind(k), from_ts(ts), seq, src, link, js, inv)
+        for u, k, ts, seq, src, link, js, inv in mem
+    ]
+    hosts = await conn.execute(
+        select(
+            HostEventRow.user_id,
+            HostEventRow.ts,
+            HostEventRow.is_host,
+            HostEventRow.seq,
+            HostEventRow.source,
+        )
+        .where(HostEventRow.chat_id == chat_id)
+        .order_by(HostEventRow.ts, HostEventRow.seq, HostEventRow.id)
+    )
+    host_changes = [
+        HostChange(chat_id, u, from_ts(ts), h, seq, src) for u, ts, h, seq, src in hosts
+    ]
+    people_with_events = (
+        select(MembershipEventRow.user_id)
+        .where(MembershipEventRow.chat_id == chat_id)
+        .group_by(MembershipEventRow.user_id)
+        .subquery()
+    )
+    first_member_post = (
+        select(func.min(MessageRow.ts))
+        .where(
+            MessageRow.chat_id == chat_id,
+            MessageRow.sender_id == people_with_events.c.user_id,
+            MessageRow.role == Role.MEMBER,
+        )
+        .scalar_subquery()
+    )
+    firsts = await conn.execute(select(people_with_events.c.user_id, first_member_post))
+    first_post = {u: from_ts(ts) for u, ts in firsts if ts is not None}
+    people = {e.user_id for e in membership} | {h.user_id for h in host_changes}
+    people |= {e.inviter_id for e in membership if e.inviter_id is not None}
+    bots = await conn.execute(select(User.user_id).where(User.is_bot))
+    bot_ids = frozenset(b for b in bots.scalars() if b in people)
+    manual = await conn.execute(select(ManualHost.user_id).where(ManualHost.chat_id == chat_id))
+    manual_ids = frozenset(manual.scalars())
+    start = chat.tracking_start_ts if chat is not None else None
+    return HistoryRows(
+        tracking_start_utc=from_ts(start) if start is not None else None,
+        baseline_count=chat.baseline_count if chat is not None else 0,
+        membership=membership,
+        host_changes=host_changes,
+        bots=bot_ids,
+        manual_hosts=manual_ids,
+        first_post_utc=first_post,
+    )
+
+
+def membership_row(ev: MembershipEvent) -> dict[str, Any]:
+    """The `membership_events` row of a join or leave (every column but the id)."""
+    return {
+        "chat_id": ev.chat_id,
+        "user_id": ev.user_id,
+        "kind": str(ev.kind),
+        "ts": to_ts(ev.ts_utc),
+        "seq": ev.seq,
+        "source": ev.source,
+        "invite_link": ev.invite_link,
+        "invite_link_name": None,
+        "via_join_request": ev.join_source == "request",
+        "join_source": ev.join_source,
+        "inviter_id": ev.inviter_id,
+    }
+
+
+RICHER_KEYS = ("source", "invite_link", "via_join_request", "join_source", "inviter_id")
+
+
+def _keep_richer(
+    ev: MembershipEvent,
+    ts: int,
+    around: Sequence[tuple[str, int]],
+    poorer: dict[tuple[int, int, int], int | dict[str, Any]],
+    richer: list[tuple[int, dict[str, Any]]],
+) -> None:
+    """A chat_member join that repeats a join stored from a service message (or an import)
+    says more: its link, request flag and inviter replace theirs (SPEC 2, 12)."""
+    for kind, t in sorted(around, key=lambda x: abs(x[1] - ts)):
+        stored = poorer.pop((ev.chat_id, ev.user_id, t), None) if kind == ev.kind else None
+        if stored is None:
+            continue
+        values = {k: membership_row(ev)[k] for k in RICHER_KEYS}
+        if isinstance(stored, dict):  # written in this same call: not in the table yet
+            stored.update(values)
+        else:
+            richer.append((stored, values))
+        return
+
+
+def is_duplicate(kind: MemberKind, ts: int, near: Sequence[tuple[str, int]]) -> bool:
+    """Same kind within the dedup window with no opposite event strictly between (SPEC 2)."""
+    for other_kind, other_ts in near:
+        if other_kind != kind:
+            continue
+        lo, hi = sorted((ts, other_ts))
+        if not any(k != kind and lo < t < hi for k, t in near):
+            return True
+    return False
