@@ -61,6 +61,7 @@ class GroupSettings:
     targets: tuple[Target, ...] = ()
     hosts: frozenset[int] = frozenset()
     campaign_start: str | None = None  # ISO date
+    activation_days: int = 7  # SPEC 12: a newcomer's activation window, days D..D+N-1
 
     @property
     def tz(self) -> ZoneInfo:
@@ -103,6 +104,7 @@ SETTING_KEYS = {
     "alert_interval",
     "public_commands",
     "targets",
+    "activation_days",
 }
 GROUP_ONLY_KEYS = {"hosts", "campaign_start", "title"}
 
@@ -234,6 +236,10 @@ def _apply_settings(base: GroupSettings, raw: Mapping[str, Any], prefix: str) ->
             changes["min_sample"] = v
         elif k == "targets":
             changes["targets"] = _parse_targets(v, key)
+        elif k == "activation_days":
+            if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 30:
+                raise ConfigError(f"{key}: expected a whole number of days from 1 to 30")
+            changes["activation_days"] = v
         elif k == "hosts":
             if not isinstance(v, list) or not all(
                 isinstance(h, int) and not isinstance(h, bool) for h in v

@@ -41,6 +41,9 @@ class MembershipEvent:
     seq: int = 0
     source: str = "chat_member"  # chat_member | service | import
     invite_link: str | None = None
+    # where a join came from (SPEC 12): link:<name or url> | link | request | added | direct
+    join_source: str | None = None
+    inviter_id: int | None = None  # who added the newcomer, else the link's creator
 
 
 @dataclass(frozen=True, slots=True)

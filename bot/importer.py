@@ -365,6 +365,19 @@ def service_effects(item: ServiceItem, names: Mapping[str, int | None]) -> Effec
     return Effects(ignored=True)
 
 
+IMPORT_SOURCES = {"join_group_by_link": "link", "join_group_by_request": "request"}
+
+
+def import_join_source(item: ServiceItem, who: Person) -> tuple[str | None, int | None]:
+    """An export's join: `link` (it does not say which link), `request`, or `added` by
+    another person, who is the inviter (SPEC 12)."""
+    if item.action in IMPORT_SOURCES:
+        return IMPORT_SOURCES[item.action], None
+    if item.action == "invite_members" and who not in (item.actor_id, item.actor_name):
+        return "added", item.actor_id
+    return "direct", None
+
+
 def learn_names(names: dict[str, int | None], raw: Mapping[str, Any]) -> None:
     """Display name -> user id from `from`/`from_id` and `actor`/`actor_id`; None when
     one name belongs to several people (then it matches nobody)."""
@@ -730,7 +743,13 @@ class _ChatImport:
             self.baseline.add(who)
 
     async def membership(
-        self, person: Person, kind: MemberKind, ts: datetime, seq: int, name: str | None
+        self,
+        person: Person,
+        kind: MemberKind,
+        ts: datetime,
+        seq: int,
+        name: str | None,
+        via: tuple[str | None, int | None] = (None, None),  # join source, inviter (SPEC 12)
     ) -> None:
         who = await self.person(person)
         if who not in self.seen:
@@ -748,7 +767,9 @@ class _ChatImport:
             return
         self.imported.append((stamp, who, str(kind)))
         await self.user(who, name)
-        await self.w.membership(MembershipEvent(self.chat_id, who, kind, ts, seq, "import"))
+        await self.w.membership(
+            MembershipEvent(self.chat_id, who, kind, ts, seq, "import", None, *via)
+        )
         if kind == MemberKind.JOIN:
             self.summary.joins += 1
         else:
@@ -778,7 +799,8 @@ class _ChatImport:
         for kind, people in ((MemberKind.JOIN, effects.joins), (MemberKind.LEAVE, effects.leaves)):
             for person in people:
                 name = names.get(person) if isinstance(person, int) else None
-                await self.membership(person, kind, item.ts_utc, item.message_id, name)
+                via = import_join_source(item, person) if kind == MemberKind.JOIN else (None, None)
+                await self.membership(person, kind, item.ts_utc, item.message_id, name, via)
 
     # ---- messages ----
 

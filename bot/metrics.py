@@ -280,15 +280,39 @@ def audience(history: GroupHistory, day: date) -> int | None:
     first = _tracking_day(history)
     if first is None or day < first:
         return None
-    lo, hi = local_day_bounds(day, history.tz)
+    return audience_between(history, day, day)
+
+
+def audience_between(history: GroupHistory, first_day: date, last_day: date) -> int | None:
+    """Distinct members present at any moment of local days A..B, counted from the tracking
+    day on (the baseline included); None when the days end before tracking (SPEC 4, 12)."""
+    first = _tracking_day(history)
+    if first is None or last_day < first:
+        return None
+    lo = local_day_bounds(max(first_day, first), history.tz)[0]
+    hi = local_day_bounds(last_day, history.tz)[1]
     start_count = headcount_at(history, lo)
     assert start_count is not None
     p = history._people
     first_change: dict[int, int] = {}
     for _, u, d in p.changes[bisect_left(p.change_ts, lo) : bisect_left(p.change_ts, hi)]:
         first_change.setdefault(u, d)
-    # whoever's first change of the day makes them a member was not one at its start
+    # whoever's first change in the days makes them a member was not one at their start
     return start_count + sum(1 for d in first_change.values() if d > 0)
+
+
+def member_at(history: GroupHistory, user_id: int, instant: datetime) -> bool:
+    """In the group, not a host, not a bot, in the state just before `instant`."""
+    return history._people.member_at(user_id, instant)
+
+
+def inviter_was_member(history: GroupHistory, user_id: int, instant: datetime) -> bool:
+    """A member just before `instant`; someone never seen joining or leaving was in the group
+    (only people in the group can add someone) unless a bot or a host then (SPEC 12)."""
+    p = history._people
+    if user_id in history.bots or p.host_at(user_id, instant):
+        return False
+    return not p.event_ts.get(user_id) or p.in_group_at(user_id, instant)
 
 
 def joins_on(history: GroupHistory, day: date) -> int:

@@ -46,6 +46,7 @@ async def on_chat_member(update: Update, context: AppContext) -> None:
         )
     if was_in != is_in:
         link = cmu.invite_link
+        source, inviter = join_source(cmu) if is_in else (None, None)
         await context.repo.record_membership(
             MembershipEvent(
                 chat_id,
@@ -55,8 +56,26 @@ async def on_chat_member(update: Update, context: AppContext) -> None:
                 seq,
                 "chat_member",
                 invite_link=(link.name or link.invite_link) if link is not None else None,
+                join_source=source,
+                inviter_id=inviter,
             )
         )
+
+
+def join_source(cmu: ChatMemberUpdated) -> tuple[str, int | None]:
+    """Source and inviter of a join seen as a chat_member update (SPEC 12).
+
+    `from` is who performed the change: the newcomer for a link or folder join, whoever
+    added them, or the admin who approved their join request."""
+    newcomer, performer, link = cmu.new_chat_member.user.id, cmu.from_user.id, cmu.invite_link
+    inviter = performer if performer != newcomer else None
+    if inviter is None and link is not None:
+        inviter = link.creator.id
+    if link is not None:
+        return f"link:{link.name or link.invite_link}", inviter
+    if cmu.via_join_request:
+        return "request", inviter
+    return ("added" if performer != newcomer else "direct"), inviter
 
 
 async def on_my_chat_member(update: Update, context: AppContext) -> None:
@@ -95,10 +114,19 @@ async def on_service_members(update: Update, context: AppContext) -> None:
     left = msg.left_chat_member if msg.left_chat_member and msg.left_chat_member.id != me else None
     people = [*joined, *([left] if left else [])]
     await context.repo.record_users((u.id, u.is_bot, u.full_name, u.username) for u in people)
+    sender = msg.from_user.id if msg.from_user is not None else None
     for user in joined:
+        source, inviter = service_join_source(sender, user.id)
         await context.repo.record_membership(
             MembershipEvent(
-                msg.chat.id, user.id, MemberKind.JOIN, msg.date, msg.message_id, "service"
+                msg.chat.id,
+                user.id,
+                MemberKind.JOIN,
+                msg.date,
+                msg.message_id,
+                "service",
+                join_source=source,
+                inviter_id=inviter,
             )
         )
     if left is not None:
@@ -107,3 +135,11 @@ async def on_service_members(update: Update, context: AppContext) -> None:
                 msg.chat.id, left.id, MemberKind.LEAVE, msg.date, msg.message_id, "service"
             )
         )
+
+
+def service_join_source(sender: int | None, newcomer: int) -> tuple[str, int | None]:
+    """A join seen only as a `new_chat_members` message has no link and no request flag:
+    `added` by its sender when that is someone else, else `direct` (SPEC 12)."""
+    if sender is not None and sender != newcomer:
+        return "added", sender
+    return "direct", None

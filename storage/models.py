@@ -80,6 +80,9 @@ class MembershipEventRow(Base):
     invite_link: Mapped[str | None] = mapped_column(String(255))
     invite_link_name: Mapped[str | None] = mapped_column(String(64))
     via_join_request: Mapped[bool] = mapped_column(Boolean, default=False)
+    # joins only (SPEC 12): link:<name or url> | link | request | added | direct
+    join_source: Mapped[str | None] = mapped_column(String(300))
+    inviter_id: Mapped[int | None] = mapped_column(BigInteger)
     __table_args__ = (
         UniqueConstraint("chat_id", "user_id", "kind", "ts"),
         Index(None, "chat_id", "ts"),

@@ -16,7 +16,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, delete, func, or_, select, tuple_, update
+from sqlalchemy import (
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -360,6 +371,7 @@ class Repo:
         order; returns how many were new. One read for all groups, then executemany."""
         times = [to_ts(ev.ts_utc) for ev in events]
         near: dict[tuple[int, int], list[tuple[str, int]]] = {}
+        poorer: dict[tuple[int, int, int], int | dict[str, Any]] = {}  # joins not via chat_member
         for chunk in _chunks(sorted({(ev.chat_id, ev.user_id) for ev in events})):
             rows = await conn.execute(
                 select(
@@ -367,6 +379,8 @@ class Repo:
                     MembershipEventRow.user_id,
                     MembershipEventRow.kind,
                     MembershipEventRow.ts,
+                    MembershipEventRow.id,
+                    MembershipEventRow.source,
                 ).where(
                     tuple_(MembershipEventRow.chat_id, MembershipEventRow.user_id).in_(chunk),
                     MembershipEventRow.ts.between(
@@ -374,16 +388,30 @@ class Repo:
                     ),
                 )
             )
-            for chat_id, user_id, kind, ts in rows:
+            for chat_id, user_id, kind, ts, row_id, source in rows:
                 near.setdefault((chat_id, user_id), []).append((kind, ts))
+                if kind == MemberKind.JOIN and source != "chat_member":
+                    poorer[(chat_id, user_id, ts)] = row_id
         new = []
+        richer: list[tuple[int, dict[str, Any]]] = []
         for ev, ts in zip(events, times, strict=True):
             seen = near.setdefault((ev.chat_id, ev.user_id), [])
             around = [(k, t) for k, t in seen if abs(t - ts) <= DEDUP_WINDOW_S]
             if is_duplicate(ev.kind, ts, around):
+                if ev.kind == MemberKind.JOIN and ev.source == "chat_member":
+                    _keep_richer(ev, ts, around, poorer, richer)
                 continue
             seen.append((str(ev.kind), ts))
-            new.append(membership_row(ev))
+            row = membership_row(ev)
+            new.append(row)
+            if ev.kind == MemberKind.JOIN and ev.source != "chat_member":
+                poorer[(ev.chat_id, ev.user_id, ts)] = row
+        for row_id, values in richer:
+            await conn.execute(
+                update(MembershipEventRow).where(MembershipEventRow.id == row_id).values(**values)
+            )
+        if richer:
+            await self._bump(conn, *{ev.chat_id for ev in events})
         if not new:
             return 0
         if len(new) == 1:  # rowcount tells whether another process stored it first
@@ -664,6 +692,104 @@ class Repo:
             row = (await conn.execute(select(*counts))).one()
         return {key: n for key, n in zip(keys, row, strict=True) if n}
 
+    # ---- growth insights (SPEC 12) ----------------------------------------------------
+
+    async def activity_of(
+        self, chat_id: int, user_ids: Iterable[int], since_utc: datetime
+    ) -> list[ActivityMark]:
+        """Every activity mark of these people from `since_utc` on: one index range scan
+        per level (a long IN list per chunk of people would rescan the range each time)."""
+        people = set(user_ids)
+        if not people:
+            return []
+        async with self._connect() as conn:
+            rows = await conn.execute(
+                select(
+                    ActivityRow.user_id, ActivityRow.level, ActivityRow.ts, ActivityRow.message_id
+                ).where(
+                    ActivityRow.chat_id == chat_id,
+                    ActivityRow.level.in_([str(level) for level in Level]),
+                    ActivityRow.ts >= to_ts(since_utc),
+                )
+            )
+            return [
+                ActivityMark(chat_id, u, Level(level), from_ts(ts), mid)
+                for u, level, ts, mid in rows
+                if u in people
+            ]
+
+    async def member_message_counts(
+        self, chat_id: int, start_utc: datetime, end_utc: datetime, bucket_s: int = 900
+    ) -> list[tuple[datetime, int]]:
+        """Member messages in [start, end) counted per `bucket_s` of UTC time, as (bucket
+        start, count). Every zone's offset is a multiple of 15 minutes, so a 900 s bucket
+        lies within one local hour."""
+        # a literal, not a parameter: PostgreSQL matches GROUP BY to the select's expression
+        bucket = MessageRow.ts - MessageRow.ts % literal_column(str(int(bucket_s)))
+        async with self._connect() as conn:
+            rows = await conn.execute(
+                select(bucket, func.count())
+                .where(
+                    MessageRow.chat_id == chat_id,
+                    MessageRow.ts >= to_ts(start_utc),
+                    MessageRow.ts < to_ts(end_utc),
+                    MessageRow.role == Role.MEMBER,
+                )
+                .group_by(bucket)
+            )
+            return [(from_ts(b), n) for b, n in rows]
+
+    async def host_post_responders(
+        self, chat_id: int, start_utc: datetime, end_utc: datetime, within_s: int
+    ) -> list[tuple[datetime, int]]:
+        """Host posts in [start, end), each with the distinct members who replied to it
+        within 0..within_s seconds (replies after `end` included)."""
+        async with self._connect() as conn:
+            posts = await conn.execute(
+                select(MessageRow.message_id, MessageRow.ts)
+                .where(
+                    MessageRow.chat_id == chat_id,
+                    MessageRow.ts >= to_ts(start_utc),
+                    MessageRow.ts < to_ts(end_utc),
+                    MessageRow.role == Role.HOST,
+                )
+                .order_by(MessageRow.ts)
+            )
+            post_ts: dict[int | None, int] = {m: t for m, t in posts}
+            responders: dict[int | None, set[int]] = {m: set() for m in post_ts}
+            for chunk in _chunks(list(post_ts)):  # in time order: together, one pass
+                replies = await conn.execute(
+                    select(
+                        MessageRow.reply_to_message_id, MessageRow.sender_id, MessageRow.ts
+                    ).where(
+                        MessageRow.chat_id == chat_id,
+                        MessageRow.ts >= post_ts[chunk[0]],
+                        MessageRow.ts <= post_ts[chunk[-1]] + within_s,
+                        MessageRow.role == Role.MEMBER,
+                        MessageRow.reply_to_message_id.in_(chunk),
+                    )
+                )
+                for target, sender, ts in replies:
+                    t0 = post_ts[target]
+                    if sender is not None and 0 <= ts - t0 <= within_s:
+                        responders[target].add(sender)
+        return [(from_ts(post_ts[m]), len(who)) for m, who in responders.items()]
+
+    async def user_profiles(
+        self, user_ids: Iterable[int]
+    ) -> dict[int, tuple[str | None, str | None]]:
+        """{user id: (display name, username)} of the users known."""
+        out: dict[int, tuple[str | None, str | None]] = {}
+        async with self._connect() as conn:
+            for chunk in _chunks(sorted(set(user_ids))):
+                rows = await conn.execute(
+                    select(User.user_id, User.first_name, User.username).where(
+                        User.user_id.in_(chunk)
+                    )
+                )
+                out.update({u: (f, n) for u, f, n in rows})
+        return out
+
     # ---- migration -------------------------------------------------------------------
 
     async def migrate_chat(self, old_id: int, new_id: int) -> bool:
@@ -785,13 +911,15 @@ class Repo:
                     MembershipEventRow.seq,
                     MembershipEventRow.source,
                     MembershipEventRow.invite_link,
+                    MembershipEventRow.join_source,
+                    MembershipEventRow.inviter_id,
                 )
                 .where(MembershipEventRow.chat_id == chat_id)
                 .order_by(MembershipEventRow.ts, MembershipEventRow.seq, MembershipEventRow.id)
             )
             membership = [
-                MembershipEvent(chat_id, u, MemberKind(k), from_ts(ts), seq, src, link)
-                for u, k, ts, seq, src, link in mem
+                MembershipEvent(chat_id, u, MemberKind(k), from_ts(ts), seq, src, link, js, inv)
+                for u, k, ts, seq, src, link, js, inv in mem
             ]
             hosts = await conn.execute(
                 select(
@@ -825,6 +953,7 @@ class Repo:
             firsts = await conn.execute(select(people_with_events.c.user_id, first_member_post))
             first_post = {u: from_ts(ts) for u, ts in firsts if ts is not None}
             people = {e.user_id for e in membership} | {h.user_id for h in host_changes}
+            people |= {e.inviter_id for e in membership if e.inviter_id is not None}
             bots = await conn.execute(select(User.user_id).where(User.is_bot))
             bot_ids = frozenset(b for b in bots.scalars() if b in people)
             manual = await conn.execute(
@@ -1028,8 +1157,34 @@ def membership_row(ev: MembershipEvent) -> dict[str, Any]:
         "source": ev.source,
         "invite_link": ev.invite_link,
         "invite_link_name": None,
-        "via_join_request": False,
+        "via_join_request": ev.join_source == "request",
+        "join_source": ev.join_source,
+        "inviter_id": ev.inviter_id,
     }
+
+
+RICHER_KEYS = ("source", "invite_link", "via_join_request", "join_source", "inviter_id")
+
+
+def _keep_richer(
+    ev: MembershipEvent,
+    ts: int,
+    around: Sequence[tuple[str, int]],
+    poorer: dict[tuple[int, int, int], int | dict[str, Any]],
+    richer: list[tuple[int, dict[str, Any]]],
+) -> None:
+    """A chat_member join that repeats a join stored from a service message (or an import)
+    says more: its link, request flag and inviter replace theirs (SPEC 2, 12)."""
+    for kind, t in sorted(around, key=lambda x: abs(x[1] - ts)):
+        stored = poorer.pop((ev.chat_id, ev.user_id, t), None) if kind == ev.kind else None
+        if stored is None:
+            continue
+        values = {k: membership_row(ev)[k] for k in RICHER_KEYS}
+        if isinstance(stored, dict):  # written in this same call: not in the table yet
+            stored.update(values)
+        else:
+            richer.append((stored, values))
+        return
 
 
 def host_row(change: HostChange) -> dict[str, Any]:
