@@ -31,7 +31,7 @@ from bot.ingest import DB_ERRORS, note_failure, poll_committed
 from bot.redact import redact_in_logs
 from bot.tracking import refresh_all_admins, utcnow
 from bot.webhook import start_webhook_server
-from handlers import admin, commands, membership, messages, permissions
+from handlers import admin, commands, dashboard, membership, messages, permissions
 from storage.repo import Repo
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ COMMANDS = {
         ("hosts", "List hosts; reply with /hosts add|remove"),
         ("settings", "Timezone, language, digest time and destination"),
         ("export", "CSV of daily metrics and membership events, privately"),
+        ("dashboard", "Open the dashboard: charts, cohorts, sources"),
     ],
     "zh": [
         ("start", "功能介绍和设置清单"),
@@ -67,6 +68,7 @@ COMMANDS = {
         ("hosts", "查看主持人；回复某人消息 /hosts add|remove"),
         ("settings", "时区、语言、日报时间和发送位置"),
         ("export", "私聊导出每日指标和进退群记录（CSV）"),
+        ("dashboard", "打开数据仪表盘：图表、留存、来源"),
     ],
 }
 
@@ -127,6 +129,14 @@ def register(application: OpsApplication) -> None:
         group=-1,
     )
     # group 0: commands
+    # before /start: the dashboard's deep link (/start dash_<chat>) in the private chat
+    application.add_handler(
+        CommandHandler(
+            "start",
+            dashboard.on_start_dashboard,
+            filters=filters.ChatType.PRIVATE & filters.Regex(r"^/start dash_"),
+        )
+    )
     application.add_handler(CommandHandler(["start", "help"], commands.on_start))
     application.add_handler(CommandHandler("retention", commands.on_retention))
     application.add_handler(CommandHandler("active", commands.on_active))
@@ -139,6 +149,7 @@ def register(application: OpsApplication) -> None:
     application.add_handler(CommandHandler("export", admin.on_export))
     application.add_handler(CommandHandler("forgetme", admin.on_forgetme))
     application.add_handler(CommandHandler("purge", admin.on_purge))
+    application.add_handler(CommandHandler("dashboard", dashboard.on_dashboard))
     application.add_handler(CallbackQueryHandler(permissions.on_pick, pattern=r"^pick:"))
     application.add_error_handler(on_error)
 
@@ -256,5 +267,7 @@ async def running(
 
 
 async def run_until(application: OpsApplication, stop: asyncio.Event) -> None:
-    async with running(application):
+    from bot.web.app import dashboard_for
+
+    async with running(application), dashboard_for(application):
         await stop.wait()

@@ -46,7 +46,7 @@ async def test_api_numbers_equal_the_cli_json(
     config = config_for(db_url)
     (tmp_path / "c.toml").write_text(f'[storage]\nurl = "{db_url}"\n')
     state = offline_state(repo, config)
-    link = await login_link(state, ADMIN, chat_id)
+    link = await login_link(state.repo, state.base_url, ADMIN, chat_id)
     today = datetime.now(UTC).astimezone(config.defaults.tz).date()
     async with client_for(state) as client:
         assert (await client.get(link.removeprefix(state.base_url))).status_code == 200
@@ -99,7 +99,7 @@ async def test_cohorts_and_csv_show_the_retention_command_numbers(
     repo, chat_id = group
     config = config_for(db_url)
     state = offline_state(repo, config)
-    link = await login_link(state, ADMIN, None)
+    link = await login_link(state.repo, state.base_url, ADMIN, None)
     async with client_for(state) as client:
         await client.get(link.removeprefix(state.base_url))
         body = (await client.get(f"/api/chats/{chat_id}/cohorts")).json()
@@ -148,7 +148,9 @@ async def test_a_login_link_works_once_and_the_group_list_has_only_administered_
     await repo.ensure_chat(other, "Someone else's group", "supergroup")
     await repo.sync_admins(other, {OUTSIDER}, datetime.now(UTC))
     state = offline_state(repo, config_for(db_url))
-    link = (await login_link(state, ADMIN, chat_id)).removeprefix(state.base_url)
+    link = (await login_link(state.repo, state.base_url, ADMIN, chat_id)).removeprefix(
+        state.base_url
+    )
     async with client_for(state) as client:
         first = await client.get(link)
         assert first.status_code == 200

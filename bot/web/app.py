@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -17,15 +18,19 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from telegram import Bot, MenuButtonWebApp, WebAppInfo
+from telegram.error import TelegramError
 
 from bot import service
 from bot.config import Config
+from bot.context import OpsApplication
 from bot.web import api, auth
 from bot.web.access import Access
 from bot.web.texts import ECHARTS, texts
 from storage import dashboard as tokens
 from storage.repo import Repo
 
+log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 TEMPLATES = Environment(
     loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"])
@@ -167,15 +172,13 @@ def build_web_app(state: WebState) -> Starlette:
     return app
 
 
-async def login_link(state: WebState, user_id: int, chat_id: int | None) -> str:
+async def login_link(repo: Repo, base_url: str, user_id: int, chat_id: int | None) -> str:
     """A new one-time login link for a desktop browser."""
     secret = auth.new_secret()
     expires = int(time.time()) + auth.LOGIN_TTL_S
-    await tokens.store_token(
-        state.repo, auth.secret_hash(secret), "login", user_id, chat_id, expires
-    )
-    await tokens.drop_expired(state.repo, int(time.time()))
-    return f"{state.base_url}/login/{secret}"
+    await tokens.store_token(repo, auth.secret_hash(secret), "login", user_id, chat_id, expires)
+    await tokens.drop_expired(repo, int(time.time()))
+    return f"{base_url}/login/{secret}"
 
 
 class _Server(uvicorn.Server):
@@ -202,3 +205,36 @@ async def serving(app: Starlette, listen: str, port: int) -> AsyncIterator[None]
     finally:
         server.should_exit = True
         await task
+
+
+async def set_menu_button(bot: Bot, config: Config) -> None:
+    """The bot's menu button opens the group list as a Mini App (HTTPS only)."""
+    from handlers.dashboard import dashboard_url, mini_app_url
+
+    base = dashboard_url(config)
+    url = mini_app_url(base, None) if base else None
+    if url is None:
+        log.warning("dashboard: public_url is not https://, so no Mini App menu button")
+        return
+    try:
+        await bot.set_chat_menu_button(
+            menu_button=MenuButtonWebApp(texts(config.defaults.language)["menu"], WebAppInfo(url))
+        )
+    except TelegramError as exc:
+        log.warning("setChatMenuButton failed: %s", exc.__class__.__name__)
+
+
+@contextlib.asynccontextmanager
+async def dashboard_for(application: OpsApplication) -> AsyncIterator[None]:
+    """`opsbot run`: the dashboard in the bot's process and loop, when [dashboard] enabled."""
+    config: Config = application.bot_data["config"]
+    if not config.dashboard.enabled:
+        yield
+        return
+    repo: Repo = application.bot_data["repo"]
+    cache = application.bot_data.setdefault("admin_checks", {})  # the commands' cache
+    state = WebState(repo, config, Access(repo, config, application.bot, cache), config.token)
+    await set_menu_button(application.bot, config)
+    async with serving(build_web_app(state), config.dashboard.listen, config.dashboard.port):
+        log.info("dashboard on %s:%s", config.dashboard.listen, config.dashboard.port)
+        yield

@@ -7,6 +7,7 @@ ECHARTS = "echarts-5.6.0.min.js"
 TEXTS: dict[str, dict[str, str]] = {
     "en": {
         "title": "opsbot dashboard",
+        "menu": "Dashboard",
         "groups": "Your groups",
         "no_groups": "You are not an admin of any group opsbot is in.",
         "kpis": "Targets",
@@ -40,8 +41,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "retained": "retained",
         "matured": "matured",
         "error_401": (
-            "Please open the dashboard from the bot (/dashboard), "
-            "or ask it for a new login link."
+            "Please open the dashboard from the bot (/dashboard), or ask it for a new login link."
         ),
         "error_403": "Only the group's admins can see its dashboard.",
         "error_404": "No such group.",
@@ -54,6 +54,7 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "zh": {
         "title": "opsbot 数据仪表盘",
+        "menu": "仪表盘",
         "groups": "你管理的群",
         "no_groups": "你不是 opsbot 所在任何群的管理员。",
         "kpis": "目标",
