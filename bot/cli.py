@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bot.cli_offline import add_offline_commands
 
     add_offline_commands(sub, _add_config)
+    from bot.cli_dashboard import add_dashboard_command
+
+    add_dashboard_command(sub, _add_config)
     from bot.cli_insights import add_insights_command
 
     add_insights_command(sub, _add_config)

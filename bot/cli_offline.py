@@ -43,6 +43,12 @@ def add_offline_commands(
         metavar="DIR",
         help="folder for the export, the SQLite file and the chart (opsbot-demo)",
     )
+    demo.add_argument(
+        "--serve", action="store_true", help="then serve the dashboard on it (Ctrl-C stops)"
+    )
+    demo.add_argument(
+        "--port", type=int, default=8080, metavar="N", help="the dashboard's port (8080)"
+    )
     demo.set_defaults(func=cmd_demo)
 
 
@@ -105,6 +111,9 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
     from bot import charts, importer, reports, service, synthetic
     from storage.repo import Repo
 
+    if args.serve and not 0 < args.port < 65536:
+        print("opsbot: --port: expected a port number (1 to 65535)", file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     db_path = out / "demo.db"
@@ -160,4 +169,8 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
             await repo.close()
 
     asyncio.run(main())
+    if args.serve:
+        from bot.cli_dashboard import serve_demo
+
+        return serve_demo(config, chat_id, hosts[0], args.port)
     return 0

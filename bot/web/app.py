@@ -196,9 +196,10 @@ async def serving(app: Starlette, listen: str, port: int) -> AsyncIterator[None]
     )
     task = asyncio.create_task(server.serve())
     while not server.started:
-        if task.done():
-            task.result()  # the port was taken: uvicorn says so and exits
-            raise OSError(f"dashboard: cannot listen on {listen}:{port}")
+        if task.done():  # uvicorn exits when it cannot bind (it logs why)
+            with contextlib.suppress(SystemExit):
+                task.result()
+            raise OSError(f"dashboard: cannot listen on {listen}:{port} (in use?)")
         await asyncio.sleep(0.02)
     try:
         yield

@@ -62,8 +62,9 @@
       var card = document.createElement("div");
       card.className = "card kpi";
       card.appendChild(el("div", x.metric)).className = "metric";
-      var mark = x.met === null ? "" : (x.met ? " ✅" : " ❌");
-      card.appendChild(el("div", pct(x.value) + mark)).className = "value";
+      card.appendChild(el("div", pct(x.value))).className = "value";
+      var mark = x.met === null ? t.no_value : (x.met ? "✅ " + t.met : "❌ " + t.missed);
+      card.appendChild(el("div", mark)).className = x.met === false ? "missed" : "met";
       card.appendChild(el("div", "→ " + pct(x.target) + " · " + x.range)).className = "change";
       var p = prev[x.metric];
       var change = (x.value === null || p === null || p === undefined) ? "–" :
@@ -76,12 +77,18 @@
 
   function drawCohorts(data) {
     var days = data.rows.map(function (r) { return r.day; });
-    var cells = [];
+    var cells = [], waiting = [];
     data.rows.forEach(function (r, y) {
       data.windows.forEach(function (w, x) {
         var c = r.cells[w];
-        cells.push({value: [x, y, c.rate === null ? "-" : Math.round(c.rate * 1000) / 10],
-                    cell: c, joins: r.joins, label: {formatter: cellLabel(c)}});
+        var item = {cell: c, joins: r.joins, label: {formatter: cellLabel(c)}};
+        if (c.rate !== null) {
+          item.value = [x, y, Math.round(c.rate * 1000) / 10];
+          cells.push(item);
+        } else if (c.pending > 0) {  // nothing matured yet: a grey cell marked pending
+          item.value = [x, y, 0];
+          waiting.push(item);
+        }
       });
     });
     chart("cohorts").setOption(Object.assign({}, common, {
@@ -95,11 +102,16 @@
       xAxis: {type: "category", data: data.windows, splitArea: {show: true}},
       yAxis: {type: "category", data: days, inverse: true},
       visualMap: {min: 0, max: 100, calculable: false, orient: "horizontal", left: "center",
+                  seriesIndex: 0,
                   bottom: 0, itemHeight: 120, textStyle: {color: textColor},
                   inRange: {color: ["#f4e2de", "#f1a66a", "#2f9e6e"]}},
       series: [{type: "heatmap", data: cells,
                 label: {show: true, color: "#111"},
-                itemStyle: {borderColor: dark ? "#17212b" : "#fff", borderWidth: 1}}]
+                itemStyle: {borderColor: dark ? "#17212b" : "#fff", borderWidth: 1}},
+               {type: "heatmap", data: waiting, name: t.pending,
+                label: {show: true, color: "#111"},
+                itemStyle: {color: dark ? "#3b4654" : "#d9dde2",
+                            borderColor: dark ? "#17212b" : "#fff", borderWidth: 1}}]
     }), true);
   }
 
@@ -152,8 +164,9 @@
     var steps = ins.funnel.steps;
     chart("funnel").setOption(Object.assign({}, common, {
       tooltip: {formatter: function (p) { return p.name + ": " + p.value + " (" + pct(p.data.share) + ")"; }},
-      series: [{type: "funnel", sort: "none", left: "10%", width: "80%", minSize: "5%",
-                label: {formatter: function (p) { return p.name + " " + p.value; }, color: textColor},
+      series: [{type: "funnel", sort: "none", left: "5%", width: "90%", minSize: "30%",
+                label: {position: "inside", color: "#111",
+                        formatter: function (p) { return p.name + " " + p.value; }},
                 data: steps.map(function (s) { return {name: s.step, value: s.users, share: s.share}; })}]
     }), true);
     table("sources", [t.source, t.joins].concat(cfg.windows).concat([t.activated]),
