@@ -283,3 +283,80 @@ def test_a_used_login_link_is_refused_and_sigterm_stops_the_demo(
     proc: subprocess.Popen[str] = demo["proc"]
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
+
+
+def test_the_mini_app_signs_in_with_init_data_and_follows_theme_params(
+    browser: Browser, demo: dict[str, Any], screens: Path, tmp_path: Path
+) -> None:
+    """Telegram opens /app?chat=ID with initData and themeParams in the URL fragment;
+    `opsbot dashboard` (with the bot token; Telegram here is the fake Bot API) signs in."""
+    from urllib.parse import quote
+
+    from bot import synthetic
+    from tests import tg
+    from tests.botapi_server import TOKEN, FakeBotAPI
+    from tests.web_helpers import sign_init_data
+
+    api = FakeBotAPI().start()
+    chat_id = int(f"-100{synthetic.GroupSpec().chat_id}")
+    api.admins[chat_id] = [tg.member(tg.user(synthetic.HOST_BASE_ID, "Host 0"), "administrator")]
+    port = free_port()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'[telegram]\ntoken = "{TOKEN}"\napi_base_url = "{api.base_url}"\n'
+        f'[storage]\nurl = "sqlite:///{demo["db"]}"\n[dashboard]\nport = {port}\n'
+    )
+    cfg.chmod(0o600)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "dashboard", "--config", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        assert proc.stdout is not None
+        assert "dashboard on" in proc.stdout.readline()
+        theme = {
+            "bg_color": "#212121",
+            "text_color": "#ffffff",
+            "button_color": "#8774e1",
+            "secondary_bg_color": "#181818",
+            "hint_color": "#aaaaaa",
+            "link_color": "#8774e1",
+            "button_text_color": "#ffffff",
+        }
+        fragment = (
+            f"tgWebAppData={quote(sign_init_data(TOKEN, synthetic.HOST_BASE_ID))}"
+            f"&tgWebAppVersion=8.0&tgWebAppPlatform=android"
+            f"&tgWebAppThemeParams={quote(json.dumps(theme))}"
+        )
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{port}/app?chat={chat_id}#{fragment}")
+        page.wait_for_url(f"**/chats/{chat_id}")
+        page.wait_for_selector("body[data-loaded*='..']", timeout=60_000)
+        assert page.get_attribute("html", "data-theme") == "dark"
+        bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert bg == "rgb(33, 33, 33)"
+        assert shown_labels(page) == api_labels(
+            page, f"/chats/{chat_id}", page.input_value("#from"), page.input_value("#to")
+        )
+        page.screenshot(path=str(screens / "mini-app-android-dark.png"), full_page=True)
+        # a Mini App opened with initData for someone else's account is not signed in
+        stranger = context.browser.new_context() if context.browser else None
+        assert stranger is not None
+        other = stranger.new_page()
+        forged = fragment.replace("tgWebAppData=", "tgWebAppData=x")
+        other.goto(f"http://127.0.0.1:{port}/app?chat={chat_id}#{forged}")
+        other.wait_for_function(
+            "document.getElementById('status').textContent.includes('/dashboard')"
+        )
+        assert "/chats/" not in other.url
+        stranger.close()
+    finally:
+        context.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        api.stop()
