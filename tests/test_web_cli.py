@@ -109,3 +109,23 @@ def test_demo_serve_refuses_a_bad_port(capsys: pytest.CaptureFixture[str], tmp_p
     )
     assert capsys.readouterr().err == "opsbot: --port: expected a port number (1 to 65535)\n"
     assert not out.exists()  # nothing built
+
+
+def test_a_busy_port_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(
+            f'[storage]\nurl = "sqlite:///{tmp_path / "x.db"}"\n[dashboard]\nport = {port}\n'
+        )
+        assert main(["dashboard", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"opsbot: dashboard: cannot listen on 127.0.0.1:{port} (Address already in use)\n"
+    )

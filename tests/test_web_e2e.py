@@ -186,3 +186,39 @@ async def test_the_fake_server_refuses_web_app_buttons_outside_private_chats(
     )
     with pytest.raises(BadRequest, match="(?i)only https links"):
         await app.bot.send_message(ADMIN, "x", reply_markup=plain)
+
+
+async def test_dashboard_in_the_private_chat_opens_the_group_list(
+    api: FakeBotAPI, live: tuple[OpsApplication, int, str]
+) -> None:
+    _, chat_id, local = live
+    private = {"id": ADMIN, "type": "private", "first_name": "Host 0"}
+    api.push(_command(private, tg.user(ADMIN, "Host 0"), "/dashboard"))
+    await settle(api)
+    [sent] = _replies_to(api, ADMIN)
+    [button] = _buttons(sent)
+    assert button["web_app"] == {"url": f"{PUBLIC}/app"}
+    link = next(w for w in str(sent["text"]).split() if w.startswith(f"{PUBLIC}/login/"))
+    async with httpx.AsyncClient(base_url=local) as client:
+        page = await client.get(urlparse(link).path)
+        assert page.status_code == 200
+        assert 'url=/"' in page.text  # on to the group list
+
+
+async def test_a_busy_dashboard_port_stops_opsbot_run_with_one_clear_line(
+    api: FakeBotAPI, db_url: str
+) -> None:
+    from bot.app import StartupError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = replace(
+            make_config(api, db_url),
+            dashboard=DashboardSettings(True, "127.0.0.1", port, PUBLIC),
+        )
+        with pytest.raises(
+            StartupError, match=rf"cannot listen on 127.0.0.1:{port}.*\[dashboard\]"
+        ):
+            await run_until(build_application(config), asyncio.Event())

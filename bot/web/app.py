@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -189,23 +190,42 @@ class _Server(uvicorn.Server):
         yield
 
 
+def bound_socket(listen: str, port: int) -> socket.socket:
+    """The listening address, bound here: uvicorn would sys.exit() on a busy port."""
+    try:
+        family, type_, proto, _, address = socket.getaddrinfo(
+            listen, port, type=socket.SOCK_STREAM
+        )[0]
+        sock = socket.socket(family, type_, proto)
+    except OSError as exc:
+        raise OSError(f"dashboard: cannot listen on {listen}:{port} ({exc})") from None
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"dashboard: cannot listen on {listen}:{port} ({exc.strerror})") from None
+    return sock
+
+
 @contextlib.asynccontextmanager
 async def serving(app: Starlette, listen: str, port: int) -> AsyncIterator[None]:
+    sock = bound_socket(listen, port)
     server = _Server(
         uvicorn.Config(app, host=listen, port=port, log_level="warning", lifespan="off")
     )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():  # uvicorn exits when it cannot bind (it logs why)
-            with contextlib.suppress(SystemExit):
-                task.result()
-            raise OSError(f"dashboard: cannot listen on {listen}:{port} (in use?)")
-        await asyncio.sleep(0.02)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise OSError(f"dashboard: cannot listen on {listen}:{port}")
+            await asyncio.sleep(0.02)
         yield
     finally:
         server.should_exit = True
         await task
+        sock.close()
 
 
 async def set_menu_button(bot: Bot, config: Config) -> None:
@@ -236,6 +256,16 @@ async def dashboard_for(application: OpsApplication) -> AsyncIterator[None]:
     cache = application.bot_data.setdefault("admin_checks", {})  # the commands' cache
     state = WebState(repo, config, Access(repo, config, application.bot, cache), config.token)
     await set_menu_button(application.bot, config)
-    async with serving(build_web_app(state), config.dashboard.listen, config.dashboard.port):
-        log.info("dashboard on %s:%s", config.dashboard.listen, config.dashboard.port)
+    settings = config.dashboard
+    try:
+        server = serving(build_web_app(state), settings.listen, settings.port)
+        await server.__aenter__()
+    except OSError as exc:
+        from bot.app import StartupError
+
+        raise StartupError(f"{exc}: set [dashboard] listen / port") from None
+    log.info("dashboard on %s:%s", settings.listen, settings.port)
+    try:
         yield
+    finally:
+        await server.__aexit__(None, None, None)
