@@ -267,7 +267,7 @@ async def running(
 
 
 async def run_until(application: OpsApplication, stop: asyncio.Event) -> None:
-    from bot.web.app import dashboard_for
+    from bot.web.server import dashboard_for
 
     async with running(application), dashboard_for(application):
         await stop.wait()

@@ -44,7 +44,8 @@ async def serve_until_signal(
     from telegram import Bot
 
     from bot.web.access import Access
-    from bot.web.app import WebState, build_web_app, serving  # noqa: F811
+    from bot.web.app import WebState, build_web_app  # noqa: F811
+    from bot.web.server import serving
     from storage.repo import Repo
 
     repo = await Repo.open(config.storage_url)
