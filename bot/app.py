@@ -25,9 +25,16 @@ from telegram.ext import (
 )
 
 from bot import schedule
-from bot.config import Config
+from bot.config import DEFAULT_API_BASE_URL, Config
 from bot.context import AppContext, OpsApplication
-from bot.ingest import DB_ERRORS, note_failure, poll_committed
+from bot.ingest import is_transient, note_failure, poll_committed
+from bot.network import (
+    Reachability,
+    StartupStopped,
+    bot_api_requests,
+    shown_url,
+    unless_stopped,
+)
 from bot.redact import redact_in_logs
 from bot.tracking import refresh_all_admins, utcnow
 from bot.webhook import start_webhook_server
@@ -155,15 +162,16 @@ def register(application: OpsApplication) -> None:
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Log one line (no token, no message text) and keep going."""
+    """Log one line (no token, no message text) and keep going. A failed update is noted
+    for ingest: retried if the database was unavailable, else put on the dead-letter table
+    (ingest logs that line, with the handler, once the update is done)."""
     err = context.error
-    update_id = update.update_id if isinstance(update, Update) else None
     name = err.__class__.__name__ if err else "unknown"
-    if isinstance(update, Update) and isinstance(err, DB_ERRORS):
-        # ingest keeps the update, retries it and logs the outage once
-        log.debug("update %s not stored: %s", update_id, name)
+    if isinstance(update, Update):
+        why = "not stored" if is_transient(err) else "failed"
+        log.debug("update %s %s: %s", update.update_id, why, name)
     else:
-        log.error("update %s failed: %s", update_id, name)
+        log.error("failed outside an update: %s", name)
     note_failure(context.application, update, err)
 
 
@@ -171,16 +179,23 @@ def build_application(config: Config, *, repo: Repo | None = None) -> OpsApplica
     if not config.token:
         raise ValueError("telegram.token is not set (config file or OPSBOT_TOKEN)")
     redact_in_logs(config.token)
+    for name in ("telegram.Bot", "telegram.ext.ExtBot"):
+        # their DEBUG lines hold every Bot API answer whole: update JSON, message texts
+        logging.getLogger(name).setLevel(logging.INFO)
+    reach, request, get_updates_request = bot_api_requests(config)
     builder = (
         ApplicationBuilder()
         .token(config.token)
         .base_url(f"{config.api_base_url}/bot")
         .base_file_url(f"{config.api_base_url}/file/bot")
+        .request(request)
+        .get_updates_request(get_updates_request)
         .context_types(ContextTypes(context=AppContext))
         .rate_limiter(SendRateLimiter(max_retries=3))
     )
     application: OpsApplication = builder.build()  # type: ignore[assignment]
     application.bot_data["config"] = config
+    application.bot_data["reach"] = reach
     if repo is not None:
         application.bot_data["repo"] = repo
     register(application)
@@ -215,34 +230,66 @@ async def _post_shutdown(application: Application[Any, Any, Any, Any, Any, Any])
         await repo.close()
 
 
-@asynccontextmanager
-async def running(
-    application: OpsApplication, *, poll_timeout: int = 10
-) -> AsyncIterator[OpsApplication]:
-    """Start the application exactly as `opsbot run` does; stop it on exit."""
+async def _start_up(application: OpsApplication, stop: asyncio.Event | None) -> None:
+    """getMe, storage, admin lists, commands, then the webhook set or deleted: each call waits
+    while the Bot API cannot be reached; Telegram refusing one ends start-up (one line)."""
     config: Config = application.bot_data["config"]
+    reach: Reachability = application.bot_data["reach"]
+    reach.waiting = True
     try:
-        await application.initialize()
-    except InvalidToken:  # PTB's message quotes the token: never let it reach a log
-        raise StartupError(
-            "Telegram rejected the bot token: check telegram.token or OPSBOT_TOKEN"
-        ) from None
-    try:
-        await _post_init(application)
+        await unless_stopped(_initialize(application), stop)
         await application.start()
-        assert application.updater is not None
         if config.mode == "webhook":
             assert config.webhook_url is not None
             secret = hashlib.sha256(f"opsbot-webhook:{config.token}".encode()).hexdigest()
-            server = start_webhook_server(
+            application.bot_data["webhook_server"] = start_webhook_server(
                 application, config.webhook_listen, config.webhook_port, secret
             )
-            await application.bot.set_webhook(
-                config.webhook_url, secret_token=secret, allowed_updates=Update.ALL_TYPES
+            await unless_stopped(
+                application.bot.set_webhook(
+                    config.webhook_url, secret_token=secret, allowed_updates=Update.ALL_TYPES
+                ),
+                stop,
             )
         else:
+            await unless_stopped(application.bot.delete_webhook(drop_pending_updates=False), stop)
+    except InvalidToken:  # PTB's message quotes the token: never let it reach a log
+        # a 404 is InvalidToken too: a server that is no Bot API answers so
+        elsewhere = (
+            f", and that telegram.api_base_url ({shown_url(config.api_base_url)}) is a Bot API"
+            " server"
+            if config.api_base_url != DEFAULT_API_BASE_URL
+            else ""
+        )
+        raise StartupError(
+            f"Telegram rejected the bot token: check telegram.token or OPSBOT_TOKEN{elsewhere}"
+        ) from None
+    except TelegramError as exc:
+        raise StartupError(
+            f"the Bot API at {reach.place} refused to start the bot: "
+            + exc.message.replace(config.token or "<token>", "<token>")
+        ) from None
+    finally:
+        reach.waiting = False
+
+
+async def _initialize(application: OpsApplication) -> None:
+    await application.initialize()
+    await _post_init(application)
+
+
+@asynccontextmanager
+async def running(
+    application: OpsApplication, *, poll_timeout: int = 10, stop: asyncio.Event | None = None
+) -> AsyncIterator[OpsApplication]:
+    """Start the application exactly as `opsbot run` does; stop it on exit. `stop` set
+    while start-up waits for the Bot API ends it early: StartupStopped."""
+    config: Config = application.bot_data["config"]
+    try:
+        await _start_up(application, stop)
+        assert application.updater is not None
+        if config.mode == "polling":
             # our own loop instead of the Updater's: confirm only committed updates
-            await application.bot.delete_webhook(drop_pending_updates=False)
             stop_polling = asyncio.Event()
             poller = asyncio.create_task(poll_committed(application, stop_polling, poll_timeout))
         try:
@@ -251,23 +298,29 @@ async def running(
             await schedule.schedule_all(application)
             yield application
         finally:
-            if config.mode == "webhook":
-                server.stop()
-            else:
+            if config.mode == "polling":
                 stop_polling.set()
                 # cancelled only if still waiting for Telegram: nothing is half-done
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(poller, timeout=poll_timeout + 5)
-            if application.updater.running:
-                await application.updater.stop()
-            await application.stop()
     finally:
+        server = application.bot_data.pop("webhook_server", None)
+        if server is not None:
+            server.stop()
+        if application.updater is not None and application.updater.running:
+            await application.updater.stop()
+        if application.running:
+            await application.stop()
         await _post_shutdown(application)
         await application.shutdown()
 
 
 async def run_until(application: OpsApplication, stop: asyncio.Event) -> None:
+    """Run until `stop` is set, also when it is set while start-up is still waiting."""
     from bot.web.server import dashboard_for
 
-    async with running(application), dashboard_for(application):
-        await stop.wait()
+    try:
+        async with running(application, stop=stop), dashboard_for(application):
+            await stop.wait()
+    except StartupStopped:
+        log.info("stopped before start-up finished")

@@ -9,10 +9,30 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from datetime import date
 
-from bot.config import Config, ConfigError, load_config
+from bot.config import Config, ConfigError, config_path, load_config
 
 log = logging.getLogger("opsbot")
+
+TELEGRAM_EPOCH = date(2013, 8, 14)  # no group has a day before Telegram's launch
+
+
+class CommandError(Exception):
+    """Bad input on the command line: one line on stderr, exit 2, nothing changed."""
+
+    exit_code = 2
+
+
+def telegram_id(text: str) -> int:
+    """A chat or user id: an integer that fits Telegram's (and the database's) 64 bits."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer id, got {text[:40]!r}") from None
+    if not -(2**63) <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{text[:40]} is not a Telegram id (too large)")
+    return value
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -27,29 +47,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="opsbot",
         description="Telegram bot for operations groups: retention and active-member rates.",
-        epilog="What every number means, with worked examples: docs/metrics.md",
+        epilog="What every number means, with worked examples: docs/metrics.md. "
+        "Exit codes: 0 done; 1 nothing to read (no database at [storage] url, no "
+        "such group); 2 a problem to fix first, said in one line (an argument, the config, "
+        "a database that cannot be reached or opened, an --out folder). Only run, import, "
+        "demo and db upgrade create a database.",
     )
+    parser.add_argument("--version", action="version", version=f"opsbot {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the bot (long polling, or webhook per config)")
     _add_config(run)
     run.set_defaults(func=cmd_run)
 
-    dbp = sub.add_parser("db", help="database schema: upgrade to the latest version, or status")
+    dbp = sub.add_parser(
+        "db",
+        help="database schema: upgrade to the latest version, or status",
+        description="upgrade creates the database and its tables or brings them up to "
+        "date; status only reads (exit code 1 where there is no database).",
+    )
     _add_config(dbp)
     dbp.add_argument("action", choices=["upgrade", "status"])
     dbp.set_defaults(func=cmd_db)
     rep = sub.add_parser(
         "report",
         help="the digest of a day on the terminal (fields: docs/metrics.md)",
+        description="The digest of one local day. A day that has not begun yet in the "
+        "group's timezone gets one line and exit code 2, not a report.",
         epilog="Every field of the digest and of --json is defined in docs/metrics.md.",
     )
     _add_config(rep)
-    rep.add_argument("--chat", type=int, required=True, metavar="ID", help="group chat id")
+    rep.add_argument("--chat", type=telegram_id, required=True, metavar="ID", help="group chat id")
     rep.add_argument(
         "--date",
         metavar="YYYY-MM-DD",
-        help="local day in the group's timezone (default: yesterday)",
+        help="local day in the group's timezone, up to today (default: yesterday)",
     )
     rep.add_argument(
         "--json",
@@ -63,9 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", metavar="FILE", help="result.json from Telegram Desktop")
     imp.add_argument(
         "--chat-id",
-        type=int,
+        type=telegram_id,
         metavar="ID",
-        help="Bot API chat id to file it under (default: from the export)",
+        help="Bot API group id to file it under, negative (default: from the export)",
     )
     imp.add_argument(
         "--export-timezone",
@@ -75,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument(
         "--host",
-        type=int,
+        type=telegram_id,
         action="append",
         default=[],
         metavar="ID",
@@ -83,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument(
         "--bot",
-        type=int,
+        type=telegram_id,
         action="append",
         default=[],
         metavar="ID",
@@ -102,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bot.cli_offline import add_offline_commands
 
     add_offline_commands(sub, _add_config)
+    from bot.check import add_check_command
+
+    add_check_command(sub, _add_config)
     from bot.cli_dashboard import add_dashboard_command
 
     add_dashboard_command(sub, _add_config)
@@ -111,37 +146,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("opsbot")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def cmd_report(args: argparse.Namespace, config: Config) -> int:
     import json
-    from datetime import UTC, date, datetime, timedelta
+    from datetime import UTC, datetime, timedelta
 
     from bot import metrics, reports, service
+    from storage import db
     from storage.repo import Repo
 
-    if args.date is not None:
-        try:
-            day: date | None = date.fromisoformat(args.date)
-        except ValueError:
-            print(f"opsbot: --date: expected YYYY-MM-DD, got {args.date!r}", file=sys.stderr)
-            return 2
-    else:
-        day = None
+    day = None if args.date is None else parse_day(args.date)
 
     async def main() -> int:
-        repo = await Repo.open(config.storage_url)
+        repo = Repo(await db.open_engine(config.storage_url, create=False))
         try:
             chat_id = await repo.resolve_chat_id(args.chat)
             info = await repo.chat(chat_id)
             if info is None:
                 print(
-                    f"opsbot: no group {args.chat} in {config.storage_url.split('///')[-1]}"
+                    f"opsbot: no group {args.chat} in the database at [storage] url"
                     " (opsbot chats lists them)",
                     file=sys.stderr,
                 )
                 return 1
             now = datetime.now(UTC)
             settings = await service.group_settings(repo, config, chat_id)
-            target_day = day or metrics.local_day(now, settings.tz) - timedelta(days=1)
+            today = metrics.local_day(now, settings.tz)
+            if day is not None and day > today:
+                raise CommandError(
+                    f"--date {day}: that day has not begun yet in {settings.timezone} "
+                    f"(today is {today}): give today or an earlier day"
+                )
+            target_day = day or today - timedelta(days=1)
             result = await service.digest(repo, config, chat_id, target_day, now)
         finally:
             await repo.close()
@@ -162,6 +206,16 @@ def cmd_report(args: argparse.Namespace, config: Config) -> int:
     return asyncio.run(main())
 
 
+def parse_day(text: str) -> date:
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise CommandError(f"--date: expected YYYY-MM-DD, got {text[:40]!r}") from None
+    if day < TELEGRAM_EPOCH:
+        raise CommandError(f"--date {day}: expected a day from {TELEGRAM_EPOCH} on")
+    return day
+
+
 def _channel_id(text: str) -> int:
     from bot.importer import linked_channel_id
 
@@ -174,11 +228,19 @@ def _channel_id(text: str) -> int:
 def cmd_import(args: argparse.Namespace, config: Config) -> int:
     from pathlib import Path
 
-    from bot.importer import ExportError, import_export
+    from bot.importer import ExportError, ExportFile, import_export
+    from storage import db
     from storage.repo import Repo
 
+    if args.chat_id is not None and args.chat_id >= 0:
+        raise CommandError(
+            f"--chat-id {args.chat_id}: not a group: group ids are negative "
+            "(-100… for supergroups); opsbot chats lists the groups in the database"
+        )
+
     async def main() -> list[str]:
-        repo = await Repo.open(config.storage_url)
+        ExportFile(Path(args.file))  # an unreadable file is refused before a database is made
+        repo = Repo(await db.open_engine(config.storage_url, create=True))
         try:
             summaries = await import_export(
                 repo,
@@ -235,10 +297,9 @@ def cmd_db(args: argparse.Namespace, config: Config) -> int:
     from storage import db
 
     async def main() -> str | None:
-        engine = db.make_engine(config.storage_url)
+        upgrade = args.action == "upgrade"
+        engine = await db.open_engine(config.storage_url, create=upgrade, upgrade_schema=upgrade)
         try:
-            if args.action == "upgrade":
-                await db.upgrade(engine)
             return await db.current_revision(engine)
         finally:
             await engine.dispose()
@@ -246,6 +307,18 @@ def cmd_db(args: argparse.Namespace, config: Config) -> int:
     revision = asyncio.run(main())
     print(f"schema revision: {revision or 'none (run: opsbot db upgrade)'}")
     return 0
+
+
+def database_failure(url: str, exc: Exception) -> str | None:
+    """One line for an error that comes from the database, else None."""
+    from sqlalchemy.exc import DBAPIError
+
+    from storage import db
+
+    from_db = isinstance(exc, DBAPIError | ModuleNotFoundError) or (
+        url.startswith("postgresql") and isinstance(exc, OSError)  # asyncpg's socket
+    )
+    return db.explain(url, exc) if from_db else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -261,12 +334,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"opsbot: config error: {exc}", file=sys.stderr)
         return 2
+    except (OSError, UnicodeDecodeError) as exc:  # a folder, no permission, not UTF-8
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        print(
+            f"opsbot: config error: cannot read the config file {config_path(args.config)}"
+            f" ({reason}; --config / OPSBOT_CONFIG)",
+            file=sys.stderr,
+        )
+        return 2
     from bot.config import token_file_warning
 
     warning = token_file_warning(config)
     if warning:
         print(f"opsbot: {warning}", file=sys.stderr)
     func: Callable[[argparse.Namespace, Config], int] = args.func
+    from storage.db import StorageError
+
     try:
         return func(args, config)
     except KeyboardInterrupt:
@@ -274,6 +357,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `opsbot demo | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except (CommandError, StorageError) as exc:
+        print(f"opsbot: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:  # last resort: a bug; never a traceback, never a secret
+        if os.environ.get("OPSBOT_DEBUG"):
+            raise
+        message = database_failure(config.storage_url, exc)
+        if message is not None:  # the database failed after it was opened (or in `run`)
+            print(f"opsbot: {message}", file=sys.stderr)
+            return 2
+        print(
+            f"opsbot: {args.command} failed: unexpected {type(exc).__name__} "
+            "(set OPSBOT_DEBUG=1 to see where; please report it)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

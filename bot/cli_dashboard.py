@@ -8,9 +8,10 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.config import Config, DashboardSettings
+from bot.config import Config, DashboardSettings, replace_storage
 
 if TYPE_CHECKING:
     from bot.web.app import WebState
@@ -46,9 +47,11 @@ async def serve_until_signal(
     from bot.web.access import Access
     from bot.web.app import WebState, build_web_app  # noqa: F811
     from bot.web.server import serving
+    from storage import db
     from storage.repo import Repo
 
-    repo = await Repo.open(config.storage_url)
+    # only reads the bot's database (and keeps its sign-ins there): never creates one
+    repo = Repo(await db.open_engine(config.storage_url, create=False))
     # with a token: Telegram says who is an admin now; without: the stored admin lists
     bot = Bot(config.token, base_url=f"{config.api_base_url}/bot") if config.token else None
     try:
@@ -74,14 +77,21 @@ def cmd_dashboard(args: argparse.Namespace, config: Config) -> int:
     return asyncio.run(serve_until_signal(config))
 
 
-def serve_demo(config: Config, chat_id: int, user_id: int, port: int) -> int:
-    """`opsbot demo --serve`: the dashboard on the demo database, signed in by a login link."""
+def serve_demo(config: Config, db_path: Path, port: int) -> int:
+    """`opsbot demo --serve`: the dashboard on the demo database, signed in by a login link
+    for the demo group's first host (an admin of it)."""
+    from bot import synthetic
     from bot.web.app import login_link
 
-    config = replace(config, token=None, dashboard=DashboardSettings(True, "127.0.0.1", port))
+    config = replace(
+        replace_storage(config, f"sqlite+aiosqlite:///{db_path.resolve()}"),
+        token=None,
+        dashboard=DashboardSettings(True, "127.0.0.1", port),
+    )
+    chat_id = int(f"-100{synthetic.GroupSpec().chat_id}")
 
     async def announce(state: WebState) -> None:
-        link = await login_link(state.repo, state.base_url, user_id, chat_id)
+        link = await login_link(state.repo, state.base_url, synthetic.HOST_BASE_ID, chat_id)
         print(
             "\n4. the dashboard on this database (Ctrl-C stops it); this link signs you in once:"
         )

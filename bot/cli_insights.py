@@ -27,7 +27,9 @@ def add_insights_command(
         epilog="Every number is defined in docs/metrics.md, section 'Growth numbers'.",
     )
     add_config(ins)
-    ins.add_argument("--chat", type=int, required=True, metavar="ID", help="group chat id")
+    from bot.cli import telegram_id
+
+    ins.add_argument("--chat", type=telegram_id, required=True, metavar="ID", help="group chat id")
     ins.add_argument("--from", dest="day_from", metavar="YYYY-MM-DD", help="first local day")
     ins.add_argument("--to", dest="day_to", metavar="YYYY-MM-DD", help="last local day")
     ins.add_argument(
@@ -39,52 +41,58 @@ def add_insights_command(
     ins.set_defaults(func=cmd_insights)
 
 
-class ArgError(ValueError):
-    pass
-
-
 def _day(value: str, flag: str) -> date:
+    from bot.cli import TELEGRAM_EPOCH, CommandError
+
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
-        raise ArgError(f"{flag}: expected YYYY-MM-DD, got {value!r}") from None
+        raise CommandError(f"{flag}: expected YYYY-MM-DD, got {value[:40]!r}") from None
+    if day < TELEGRAM_EPOCH:
+        raise CommandError(f"{flag} {day}: expected a day from {TELEGRAM_EPOCH} on")
+    return day
 
 
 def parse_span(
     day_from: str | None, day_to: str | None, days: str | None
 ) -> tuple[date, date] | int:
     """(A, B) from --from/--to, or the number of days ending yesterday (--days, default)."""
+    from bot.cli import CommandError
+
     if days is not None and (day_from is not None or day_to is not None):
-        raise ArgError("--days: give either --days N or --from A --to B, not both")
+        raise CommandError("--days: give either --days N or --from A --to B, not both")
     if (day_from is None) != (day_to is None):
-        raise ArgError("--from and --to: give both (or neither, for the last 30 days)")
+        raise CommandError("--from and --to: give both (or neither, for the last 30 days)")
     if day_from is not None and day_to is not None:
         a, b = _day(day_from, "--from"), _day(day_to, "--to")
         if a > b:
-            raise ArgError(f"--from: {a} is after --to {b}")
+            raise CommandError(f"--from: {a} is after --to {b}")
         if (b - a).days >= MAX_DAYS:
-            raise ArgError(f"--from: at most {MAX_DAYS} days")
+            raise CommandError(f"--from: at most {MAX_DAYS} days")
         return a, b
     if days is None:
         return DEFAULT_DAYS
-    if not days.isdigit() or not 1 <= int(days) <= MAX_DAYS:
-        raise ArgError(f"--days: expected a whole number from 1 to {MAX_DAYS}, got {days!r}")
+    if (
+        not (days.isascii() and days.isdigit() and len(days) <= 4)
+        or not 1 <= int(days) <= MAX_DAYS
+    ):
+        raise CommandError(
+            f"--days: expected a whole number from 1 to {MAX_DAYS}, got {days[:40]!r}"
+        )
     return int(days)
 
 
 def cmd_insights(args: argparse.Namespace, config: Config) -> int:
     from bot import metrics, service
+    from bot.cli import CommandError
     from bot.insights_service import insights_report, rounded
+    from storage import db
     from storage.repo import Repo
 
-    try:
-        span = parse_span(args.day_from, args.day_to, args.days)
-    except ArgError as exc:
-        print(f"opsbot: {exc}", file=sys.stderr)
-        return 2
+    span = parse_span(args.day_from, args.day_to, args.days)  # CommandError: exit 2
 
     async def main() -> tuple[dict[str, object], str, str] | None:
-        repo = await Repo.open(config.storage_url)
+        repo = Repo(await db.open_engine(config.storage_url, create=False))
         try:
             chat_id = await repo.resolve_chat_id(args.chat)
             info = await repo.chat(chat_id)
@@ -92,11 +100,16 @@ def cmd_insights(args: argparse.Namespace, config: Config) -> int:
                 return None
             now = datetime.now(UTC)
             settings = await service.group_settings(repo, config, chat_id)
+            today = metrics.local_day(now, settings.tz)
             if isinstance(span, int):
-                last = metrics.local_day(now, settings.tz) - timedelta(days=1)
-                a, b = last - timedelta(days=span - 1), last
+                a, b = today - timedelta(days=span), today - timedelta(days=1)
             else:
                 a, b = span
+            if b > today:
+                raise CommandError(
+                    f"--to {b}: that day has not begun yet in {settings.timezone} "
+                    f"(today is {today}): give today or an earlier day"
+                )
             report = await insights_report(repo, config, chat_id, a, b, now)
         finally:
             await repo.close()
@@ -105,7 +118,7 @@ def cmd_insights(args: argparse.Namespace, config: Config) -> int:
     result = asyncio.run(main())
     if result is None:
         print(
-            f"opsbot: no group {args.chat} in {config.storage_url.split('///')[-1]}"
+            f"opsbot: no group {args.chat} in the database at [storage] url"
             " (opsbot chats lists them)",
             file=sys.stderr,
         )

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bot.cli import CommandError, telegram_id
 from bot.config import Config, replace_storage
 
 
@@ -19,12 +21,19 @@ def add_offline_commands(
     exp = sub.add_parser(
         "export",
         help="CSV files of daily metrics and membership events",
+        description="Two CSV files: one row per local day since tracking began (at most "
+        "--days), today's marked partial=yes because it is not over; and the membership "
+        "events of those days.",
         epilog="The columns are the numbers defined in docs/metrics.md.",
     )
     add_config(exp)
-    exp.add_argument("--chat", type=int, required=True, metavar="ID", help="group chat id")
-    exp.add_argument("--days", type=int, default=30, metavar="N", help="last N days (30)")
-    exp.add_argument("--out", default=".", metavar="DIR", help="output folder (.)")
+    exp.add_argument("--chat", type=telegram_id, required=True, metavar="ID", help="group chat id")
+    exp.add_argument(
+        "--days", type=int, default=30, metavar="N", help=f"last N days, 1 to {MAX_DAYS} (30)"
+    )
+    exp.add_argument(
+        "--out", default=".", metavar="DIR", help="output folder, in an existing folder (.)"
+    )
     exp.set_defaults(func=cmd_export)
 
     chats = sub.add_parser("chats", help="the groups in the database and their periods")
@@ -41,7 +50,8 @@ def add_offline_commands(
         "--out",
         default="opsbot-demo",
         metavar="DIR",
-        help="folder for the export, the SQLite file and the chart (opsbot-demo)",
+        help="folder for the export, the SQLite file and the chart, in an existing "
+        "folder (opsbot-demo)",
     )
     demo.add_argument(
         "--serve", action="store_true", help="then serve the dashboard on it (Ctrl-C stops)"
@@ -54,14 +64,15 @@ def add_offline_commands(
 
 def cmd_export(args: argparse.Namespace, config: Config) -> int:
     from bot import exporting
+    from storage import db
     from storage.repo import Repo
 
-    if not 1 <= args.days <= 3660:
-        print("opsbot: --days: expected 1 to 3660", file=sys.stderr)
-        return 2
+    if not 1 <= args.days <= MAX_DAYS:
+        raise CommandError(f"--days: expected 1 to {MAX_DAYS}, got {args.days}")
+    out = out_folder(args.out)
 
     async def main() -> dict[str, bytes] | None:
-        repo = await Repo.open(config.storage_url)
+        repo = Repo(await db.open_engine(config.storage_url, create=False))
         try:
             chat_id = await repo.resolve_chat_id(args.chat)
             if await repo.chat(chat_id) is None:
@@ -79,19 +90,46 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
             file=sys.stderr,
         )
         return 1
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, data in files.items():
-        (out / name).write_bytes(data)
-        print(out / name)
+    with writing(out):
+        out.mkdir(exist_ok=True)
+        for name, data in files.items():
+            (out / name).write_bytes(data)
+            print(out / name)
     return 0
 
 
+MAX_DAYS = 3660
+
+
+def out_folder(text: str) -> Path:
+    """--out DIR: an existing folder, or a new one in an existing folder (a typo in a
+    parent is refused, not silently created). Nothing is written yet."""
+    out = Path(text)
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"--out {out}: is a file, not a folder: give a folder")
+    if not out.exists() and not out.parent.is_dir():
+        raise CommandError(f"--out {out}: {out.parent} is not an existing folder: create it first")
+    return out
+
+
+@contextmanager
+def writing(out: Path) -> Iterator[None]:
+    """Files written under --out: a failure (permissions, a full disk) is one line."""
+    try:
+        yield
+    except OSError as exc:
+        where = exc.filename or out
+        raise CommandError(
+            f"--out {out}: cannot write {where}: {exc.strerror or type(exc).__name__}"
+        ) from exc
+
+
 def cmd_chats(args: argparse.Namespace, config: Config) -> int:
+    from storage import db
     from storage.repo import Repo
 
     async def main() -> int:
-        repo = await Repo.open(config.storage_url)
+        repo = Repo(await db.open_engine(config.storage_url, create=False))
         try:
             rows = await repo.chat_periods()
         finally:
@@ -108,14 +146,25 @@ def cmd_chats(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_demo(args: argparse.Namespace, config: Config) -> int:
     """The README's first command: the product working, with no token and no server."""
-    from bot import charts, importer, reports, service, synthetic
-    from storage.repo import Repo
-
     if args.serve and not 0 < args.port < 65536:
         print("opsbot: --port: expected a port number (1 to 65535)", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = out_folder(args.out)
+    with writing(out):
+        code = _demo(out, config)
+    if code == 0 and args.serve:
+        from bot.cli_dashboard import serve_demo
+
+        return serve_demo(config, out / "demo.db", args.port)
+    return code
+
+
+def _demo(out: Path, config: Config) -> int:
+    from bot import charts, importer, reports, service, synthetic
+    from storage import db
+    from storage.repo import Repo
+
+    out.mkdir(exist_ok=True)
     db_path = out / "demo.db"
     for stale in out.glob("demo.db*"):
         stale.unlink()
@@ -135,7 +184,7 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
     (out / "config.toml").write_text(f'[storage]\nurl = "sqlite:///{db_path.resolve()}"\n')
 
     async def main() -> None:
-        repo = await Repo.open(config.storage_url)
+        repo = Repo(await db.open_engine(config.storage_url, create=True))
         try:
             await importer.import_export(repo, config, export, hosts=hosts)
             print(f"2. imported it into {db_path}\n")
@@ -161,7 +210,7 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
                 repo, config, chat_id, "retention_day1", 30, now
             )
             chart = out / "trend_retention_day1.png"
-            chart.write_bytes(charts.trend_png("retention_day1", series, target, lang))
+            chart.write_bytes(charts.trend_png("retention_day1", series, target, lang, spec.title))
             print(f"\n3. trend chart (/trend retention_day1 30): {chart}")
             print(f"   more: opsbot report --chat {chat_id} --json --config {out / 'config.toml'}")
             print("   what every number means: docs/metrics.md")
@@ -169,8 +218,4 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
             await repo.close()
 
     asyncio.run(main())
-    if args.serve:
-        from bot.cli_dashboard import serve_demo
-
-        return serve_demo(config, chat_id, hosts[0], args.port)
     return 0

@@ -11,9 +11,10 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import time
+from functools import cache
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, available_timezones
 
 DEFAULT_API_BASE_URL = "https://api.telegram.org"
 DEFAULT_DB_URL = "sqlite+aiosqlite:///opsbot.db"
@@ -29,7 +30,10 @@ DEFAULT_QUESTION_MARKERS = (
     "why",
     "what",
 )
-WINDOW_RE = re.compile(r"^(?:[1-9]\d*h|day\d+)$")
+MAX_DURATION_S = 86400  # discussion_window, alert_interval: longer is a typo
+MAX_RETENTION_DAYS = 36500  # [storage] retention_days: a century still fits a datetime
+MAX_CHAT_ID = 2**52  # Telegram: chat ids have at most 52 significant bits
+CAMPAIGN_YEARS = (2000, 2100)
 
 
 class ConfigError(ValueError):
@@ -86,6 +90,7 @@ class DashboardSettings:
 class Config:
     token: str | None = None
     api_base_url: str = DEFAULT_API_BASE_URL
+    proxy: str | None = None  # http(s):// or socks5:// URL for every Bot API request
     mode: str = "polling"
     webhook_url: str | None = None
     webhook_listen: str = "127.0.0.1"
@@ -104,7 +109,16 @@ class Config:
         return f"Config(source={self.source!r}, mode={self.mode!r}, storage_url=...)"
 
 
-TELEGRAM_KEYS = {"token", "api_base_url", "mode", "webhook_url", "webhook_listen", "webhook_port"}
+TELEGRAM_KEYS = {
+    "token",
+    "api_base_url",
+    "proxy",
+    "mode",
+    "webhook_url",
+    "webhook_listen",
+    "webhook_port",
+}
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
 STORAGE_KEYS = {"url", "retention_days"}
 DASHBOARD_KEYS = {"enabled", "listen", "port", "public_url"}
 SETTING_KEYS = {
@@ -138,16 +152,49 @@ def normalize_db_url(url: str, key: str = "storage.url") -> str:
     )
 
 
+def parse_proxy(value: Any, key: str = "telegram.proxy") -> str:
+    """A proxy URL httpx can use; the message never repeats it (it may hold a password)."""
+    from urllib.parse import urlsplit
+
+    example = "such as http://127.0.0.1:3128 or socks5://127.0.0.1:1080"
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: expected a proxy URL {example}")
+    parts = urlsplit(value.strip())
+    if parts.scheme not in PROXY_SCHEMES:
+        raise ConfigError(
+            f"{key}: the scheme must be http, https, socks5 or socks5h; expected a URL {example}"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None:
+        raise ConfigError(f"{key}: expected a host and a port, {example}")
+    if parts.scheme.startswith("socks"):
+        import importlib.util
+
+        if importlib.util.find_spec("socksio") is None:
+            raise ConfigError(
+                f"{key}: a SOCKS proxy needs the socksio package: "
+                "pip install 'python-telegram-bot[socks]'"
+            )
+    return value.strip()
+
+
 def parse_duration_s(value: Any, key: str) -> int:
     """`600`, `"10m"`, `"15 minutes"`, `"1h"`, `"30s"` -> seconds."""
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_DURATION_S:
         return value
     if isinstance(value, str):
         m = re.fullmatch(r"\s*(\d+)\s*(s|sec|seconds?|m|min|minutes?|h|hours?)?\s*", value)
-        if m and int(m.group(1)) > 0:
-            unit = (m.group(2) or "s")[0]
-            return int(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[unit]
-    raise ConfigError(f'{key}: expected a duration such as 600, "10m" or "1h", got {value!r}')
+        number = ascii_int(m.group(1), MAX_DURATION_S) if m else None
+        if m and number:
+            seconds = number * {"s": 1, "m": 60, "h": 3600}[(m.group(2) or "s")[0]]
+            if seconds <= MAX_DURATION_S:
+                return seconds
+    raise ConfigError(
+        f'{key}: expected a duration such as 600, "10m" or "1h", at most 24h; got {value!r}'
+    )
 
 
 def parse_rate(value: Any, key: str) -> float:
@@ -211,17 +258,9 @@ def _apply_settings(base: GroupSettings, raw: Mapping[str, Any], prefix: str) ->
     for k, v in raw.items():
         key = f"{prefix}.{k}"
         if k == "timezone":
-            try:
-                ZoneInfo(str(v))
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ConfigError(
-                    f'{key}: unknown timezone {v!r}; use an IANA name like "Asia/Shanghai"'
-                ) from None
-            changes["timezone"] = str(v)
+            changes["timezone"] = parse_timezone(v, key)
         elif k == "language":
-            if v not in ("zh", "en"):
-                raise ConfigError(f'{key}: expected "zh" or "en", got {v!r}')
-            changes["language"] = v
+            changes["language"] = parse_language(v, key)
         elif k == "digest_time":
             changes["digest_time"] = parse_clock(v, key)
         elif k == "digest_to":
@@ -231,13 +270,7 @@ def _apply_settings(base: GroupSettings, raw: Mapping[str, Any], prefix: str) ->
                 raise ConfigError(f"{key}: expected true or false")
             changes[k] = v
         elif k == "windows":
-            if (
-                not isinstance(v, list)
-                or not v
-                or not all(isinstance(w, str) and WINDOW_RE.match(w) for w in v)
-            ):
-                raise ConfigError(f'{key}: expected a list like ["1h", "day0", "day1"]')
-            changes["windows"] = tuple(dict.fromkeys(v))
+            changes["windows"] = _parse_windows(v, key)
         elif k == "question_markers":
             if not isinstance(v, list) or not all(isinstance(w, str) and w.strip() for w in v):
                 raise ConfigError(f"{key}: expected a list of strings")
@@ -267,6 +300,50 @@ def _apply_settings(base: GroupSettings, raw: Mapping[str, Any], prefix: str) ->
     return replace(base, **changes)
 
 
+def ascii_int(text: str, high: int) -> int | None:
+    """A whole number 0..high written in ASCII digits, else None. Checks the length before
+    int(): `²` passes str.isdigit but not int(), and 10,000 digits pass neither."""
+    digits = text.strip()
+    if not digits.isascii() or not digits.isdigit():
+        return None
+    digits = digits.lstrip("0") or "0"
+    if len(digits) > len(str(high)) or int(digits) > high:
+        return None
+    return int(digits)
+
+
+def parse_timezone(value: Any, key: str) -> str:
+    """An IANA zone name this machine knows (a 300-character word is an OSError to ZoneInfo)."""
+    if isinstance(value, str) and len(value) <= 64 and value in _zone_names():
+        return value
+    shown = value[:32] + "…" if isinstance(value, str) and len(value) > 32 else value
+    raise ConfigError(f'{key}: unknown timezone {shown!r}; use an IANA name like "Asia/Shanghai"')
+
+
+@cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def parse_language(value: Any, key: str) -> str:
+    if value not in ("zh", "en"):
+        raise ConfigError(f'{key}: expected "zh" or "en", got {value!r}')
+    return str(value)
+
+
+def _parse_windows(value: Any, key: str) -> tuple[str, ...]:
+    from bot.targets import WindowTooLong, parse_window_name  # local: targets imports config
+
+    try:
+        if isinstance(value, list) and value and all(isinstance(w, str) for w in value):
+            return tuple(dict.fromkeys(parse_window_name(w) for w in value))
+    except WindowTooLong as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    except ValueError:
+        pass
+    raise ConfigError(f'{key}: expected a list like ["1h", "day0", "day1"]')
+
+
 def parse_clock(value: Any, key: str) -> time:
     if isinstance(value, time):
         return value
@@ -281,10 +358,18 @@ def parse_digest_to(value: Any, key: str) -> str:
     if value in ("group", "admins"):
         return str(value)
     if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
-        return value.strip()
-    raise ConfigError(f'{key}: expected "group", "admins" or a chat id, got {value!r}')
+        number: int | None = value
+    elif isinstance(value, str):
+        text = value.strip()
+        number = ascii_int(text.removeprefix("-"), MAX_CHAT_ID - 1)
+        if number is not None and text.startswith("-"):
+            number = -number
+    else:
+        number = None
+    if number is not None and 0 < abs(number) < MAX_CHAT_ID:
+        return str(number)
+    shown = value[:32] + "…" if isinstance(value, str) and len(value) > 32 else value
+    raise ConfigError(f'{key}: expected "group", "admins" or a chat id, got {shown!r}')
 
 
 def _parse_date(value: Any, key: str) -> str:
@@ -292,10 +377,17 @@ def _parse_date(value: Any, key: str) -> str:
 
     if isinstance(value, date):
         return value.isoformat()
+    low, high = CAMPAIGN_YEARS
     try:
-        return date.fromisoformat(str(value)).isoformat()
+        day = date.fromisoformat(str(value))
     except ValueError:
-        raise ConfigError(f"{key}: expected a date like 2026-11-01, got {value!r}") from None
+        day = None
+    if day is None or not low <= day.year <= high:
+        raise ConfigError(
+            f"{key}: expected a date from {low}-01-01 to {high}-12-31 like 2026-11-01, "
+            f"got {value!r}"
+        )
+    return day.isoformat()
 
 
 def _section(raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -322,6 +414,7 @@ def config_from_mapping(raw: Mapping[str, Any], source: str | None = None) -> Co
     api = str(tg.get("api_base_url", DEFAULT_API_BASE_URL)).rstrip("/")
     if not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", api):
         raise ConfigError(f"telegram.api_base_url: expected an http(s) URL, got {api!r}")
+    proxy = parse_proxy(tg["proxy"]) if tg.get("proxy") is not None else None
     mode = tg.get("mode", "polling")
     if mode not in ("polling", "webhook"):
         raise ConfigError(f'telegram.mode: expected "polling" or "webhook", got {mode!r}')
@@ -336,8 +429,10 @@ def config_from_mapping(raw: Mapping[str, Any], source: str | None = None) -> Co
         raise ConfigError("telegram.token: does not look like a bot token (digits:letters)")
     url = normalize_db_url(str(st.get("url", DEFAULT_DB_URL)))
     keep = st.get("retention_days", 400)
-    if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
-        raise ConfigError("storage.retention_days: expected a positive number of days")
+    if not isinstance(keep, int) or isinstance(keep, bool) or not 1 <= keep <= MAX_RETENTION_DAYS:
+        raise ConfigError(
+            f"storage.retention_days: expected a number of days from 1 to {MAX_RETENTION_DAYS}"
+        )
     defaults = _apply_settings(GroupSettings(), _section(raw, "defaults"), "defaults")
     groups: dict[int, GroupSettings] = {}
     for chat_key, section in _section(raw, "groups").items():
@@ -349,6 +444,7 @@ def config_from_mapping(raw: Mapping[str, Any], source: str | None = None) -> Co
     return Config(
         token=str(token) if token else None,
         api_base_url=api,
+        proxy=proxy,
         mode=str(mode),
         webhook_url=webhook_url,
         webhook_listen=str(tg.get("webhook_listen", "127.0.0.1")),

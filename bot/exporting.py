@@ -7,7 +7,7 @@ import io
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from bot import service
+from bot import metrics, service
 from bot.config import Config
 from storage.repo import Repo
 
@@ -24,6 +24,7 @@ DAILY_COLUMNS = (
     "retention_1h",
     "retention_day0",
     "retention_day1",
+    "partial",  # "yes" on today's row: the day is not over, its numbers will still change
 )
 EVENT_COLUMNS = ("time_utc", "user_id", "event", "source", "invite_link")
 
@@ -40,12 +41,19 @@ def to_csv(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:
 async def export_files(
     repo: Repo, config: Config, chat_id: int, days: int, now: datetime
 ) -> dict[str, bytes]:
-    """{file name: CSV bytes} for the last `days` local days."""
+    """{file name: CSV bytes} for the last `days` local days since tracking began."""
+    settings = await service.group_settings(repo, config, chat_id)
     daily = await service.daily_rows(repo, config, chat_id, days, now)
-    start = service.day_start_utc(
-        daily[0]["date"], await service.group_settings(repo, config, chat_id)
-    )
+    start = service.day_start_utc(daily[0]["date"], settings)
     history = await repo.history(chat_id)
+    today = metrics.local_day(now, settings.tz).isoformat()
+    tracked = history.tracking_start_utc
+    first = today if tracked is None else metrics.local_day(tracked, settings.tz).isoformat()
+    daily = [
+        {**row, "partial": "yes" if row["date"] == today else "no"}
+        for row in daily
+        if str(row["date"]) >= first
+    ]
     events = [
         (e.ts_utc.isoformat(), e.user_id, str(e.kind), e.source, e.invite_link or "")
         for e in history.membership

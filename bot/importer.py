@@ -105,8 +105,10 @@ class ImportSummary:
             f"joins     {self.joins}",
             f"leaves    {self.leaves}",
             f"messages  {self.messages} ({self.replies} replies)",
-            f"baseline  {self.baseline} members before the first event ({tracking})",
-            f"by name   {self.name_only} people known by name only"
+            f"baseline  {self.baseline} {'member' if self.baseline == 1 else 'members'} "
+            f"before the first event ({tracking})",
+            f"by name   {self.name_only} {'person' if self.name_only == 1 else 'people'} "
+            "known by name only"
             + (f" ({self.name_only_known} matched a known user)" if self.name_only_known else ""),
             f"linked    {self.linked} ({LINKED_BY[self.linked_by]})"
             if self.linked is not None

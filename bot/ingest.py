@@ -4,8 +4,11 @@ python-telegram-bot's Updater confirms (by the next getUpdates offset) what it f
 not what was stored: a crash in between loses updates. Here the offset lives in the
 database and moves past an update only once its handlers have finished; after `kill -9`
 Telegram delivers the unconfirmed updates again, and idempotent storage stores them once.
-When the database is unavailable the same update is retried with back-off, and nothing
-new is fetched until it is stored.
+When the database is unavailable (a transient error: see is_transient) the same update is
+retried with back-off, and nothing new is fetched until it is stored. Any other failure is
+the update's own (a poison update): it goes on the dead-letter table `failed_updates`, is
+confirmed, and ingest goes on. Updates are parsed one by one from the raw getUpdates JSON,
+so one that python-telegram-bot cannot parse is dead-lettered too, never logged.
 
 Updates that only record (posts, joins, leaves in groups) are handled in batches: all the
 updates of a fetch, or all webhook requests waiting at that moment, in one transaction.
@@ -16,14 +19,19 @@ of them runs alone, after the batch before it is committed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import errno
 import logging
-from collections.abc import Awaitable, Callable
+import socket
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, OperationalError
-from telegram import Update
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from telegram import Bot, Update
 from telegram.error import NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import Application
 
@@ -32,7 +40,102 @@ from storage.repo import Repo
 log = logging.getLogger(__name__)
 OFFSET_KEY = "updates_offset"
 MAX_BACKOFF_S = 30.0
-DB_ERRORS = (OperationalError, DBAPIError, OSError, ConnectionError)
+READ_SLACK_S = 5.0  # a long poll may take this much longer than its timeout to answer
+PARSE = "Update.de_json"  # the "handler" of an update that could not be parsed
+
+# the database is unreachable or busy: the same statement can succeed later
+NETWORK_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EPIPE,
+        errno.ETIMEDOUT,
+        errno.EHOSTUNREACH,
+        errno.EHOSTDOWN,
+        errno.ENETUNREACH,
+        errno.ENETDOWN,
+        errno.ENETRESET,
+    }
+)
+# SQLite: busy or locked, and the file unusable for every statement alike (I/O error, disk
+# full, cannot open, read-only): holding the queue loses nothing; dead-lettering would
+SQLITE_TRANSIENT = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_CANTOPEN",
+                    "SQLITE_FULL", "SQLITE_READONLY")  # fmt: skip
+SQLITE_TRANSIENT_TEXT = (
+    "database is locked",
+    "database table is locked",
+    "disk i/o error",
+    "unable to open database file",
+    "database or disk is full",
+    "attempt to write a readonly database",
+)
+# PostgreSQL SQLSTATEs: connection exceptions (08), insufficient resources (53), system
+# errors (58), serialization failure, deadlock, lock not available, shutdown and start-up,
+# a read-only standby (after a fail-over), completion unknown
+PG_TRANSIENT = ("08", "53", "58", "40001", "40P01", "40003", "55P03", "57P01", "57P02",
+                "57P03", "25006")  # fmt: skip
+
+
+def is_transient(exc: BaseException | None) -> bool:
+    """True if the error is the database (or the network to it) being unavailable for a
+    while: the update is kept and retried. Anything else is the update's own failure.
+    Looks through SQLAlchemy's wrapper (`orig`) and explicit causes (`__cause__`), but not
+    into a Telegram error: a reply that timed out may have been sent, and a handler run
+    again would send it twice."""
+    todo, seen = [exc], set()
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen or isinstance(e, TelegramError):
+            continue
+        seen.add(id(e))
+        if _transient_itself(e):
+            return True
+        todo += [getattr(e, "orig", None), e.__cause__]
+    return False
+
+
+def _transient_itself(e: BaseException) -> bool:
+    if isinstance(e, ConnectionError | TimeoutError | socket.gaierror | PoolTimeout):
+        return True
+    if isinstance(e, DisconnectionError):
+        return True
+    if isinstance(e, DBAPIError) and e.connection_invalidated:
+        return True
+    if isinstance(e, OSError) and (
+        e.errno in NETWORK_ERRNOS
+        # asyncio's create_connection to several addresses: errno None, one text
+        or (e.errno is None and "Connect call failed" in str(e))
+    ):
+        return True
+    if isinstance(e, sqlite3.Error):
+        name = getattr(e, "sqlite_errorname", None) or ""
+        text = str(e).lower()
+        return name.startswith(SQLITE_TRANSIENT) or any(t in text for t in SQLITE_TRANSIENT_TEXT)
+    sqlstate = getattr(e, "sqlstate", None) or getattr(e, "pgcode", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(PG_TRANSIENT)
+
+
+def handler_of(exc: BaseException | None) -> str:
+    """The innermost of our handler functions the error went through (module.function), from
+    its traceback: e.g. `handlers.admin.on_settings`."""
+    found = "unknown"
+    tb = exc.__traceback__ if exc is not None else None
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        if module.startswith("handlers.") or (found == "unknown" and module.startswith("bot.")):
+            found = f"{module}.{tb.tb_frame.f_code.co_qualname}"
+        tb = tb.tb_next
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """An update that failed other than by the database being unavailable."""
+
+    update_id: int
+    error: str
+    handler: str
 
 
 def note_failure(
@@ -40,17 +143,66 @@ def note_failure(
     update: object,
     error: BaseException | None,
 ) -> None:
-    """Called by the error handler: a database failure means the update must be retried."""
-    if isinstance(update, Update) and isinstance(error, DB_ERRORS):
+    """Called by the error handler: a transient failure means the update must be retried;
+    any other goes on the dead-letter table once the update is done (the first one only)."""
+    if not isinstance(update, Update):
+        return
+    if is_transient(error):
         application.bot_data.setdefault("db_failed_updates", set()).add(update.update_id)
+        return
+    poisoned: dict[int, Failure] = application.bot_data.setdefault("poisoned_updates", {})
+    poisoned.setdefault(
+        update.update_id,
+        Failure(update.update_id, type(error).__name__ if error else "unknown", handler_of(error)),
+    )
 
 
 async def handled(application: Application[Any, Any, Any, Any, Any, Any], update: Update) -> bool:
-    """Run the handlers; False if a database failure left the update not stored."""
+    """Run the handlers; False if a transient failure left the update not stored. An update
+    that failed otherwise is put on the dead-letter table: it is done too."""
     failed: set[int] = application.bot_data.setdefault("db_failed_updates", set())
+    poisoned: dict[int, Failure] = application.bot_data.setdefault("poisoned_updates", {})
     failed.discard(update.update_id)
+    poisoned.pop(update.update_id, None)
     await application.process_update(update)
-    return update.update_id not in failed
+    if update.update_id in failed:
+        return False
+    failure = poisoned.pop(update.update_id, None)
+    return failure is None or await dead_letter(application.bot_data["repo"], [failure])
+
+
+async def dead_letter(repo: Repo, failures: Sequence[Failure]) -> bool:
+    """Put updates on the dead-letter table and log one line each (id, error class and
+    handler; never the update). False if the database is unavailable: retry later."""
+    try:
+        await repo.record_failed_updates(
+            [(f.update_id, f.error, f.handler) for f in failures], int(time.time())
+        )
+    except Exception as exc:
+        if is_transient(exc):
+            return False
+        log.error("dead-letter table not written (%s): skipped anyway", type(exc).__name__)
+    for f in failures:
+        log.error(
+            "update %s failed in %s (%s): put on the dead-letter table failed_updates and "
+            "confirmed",
+            f.update_id,
+            f.handler,
+            f.error,
+        )
+    return True
+
+
+def parse_update(data: Any, bot: Bot) -> Update | Failure | None:
+    """One update from its raw JSON: a Failure if python-telegram-bot cannot parse it (it
+    goes on the dead-letter table, the rest go on), None if it has no update id at all."""
+    update_id = data.get("update_id") if isinstance(data, dict) else None
+    if not isinstance(update_id, int) or isinstance(update_id, bool):
+        return None
+    try:
+        return Update.de_json(data, bot)
+    except Exception as exc:
+        return Failure(update_id, type(exc).__name__, PARSE)
 
 
 def only_records(update: Update) -> bool:
@@ -93,8 +245,11 @@ async def store(
                 return done
             done += 1
     if finish is not None:
-        with contextlib.suppress(*DB_ERRORS):  # not saved: a replay is stored once anyway
+        try:
             await finish()
+        except Exception as exc:  # not saved: a replay is stored once anyway
+            if not is_transient(exc):
+                log.error("update offset not saved: %s", type(exc).__name__)
     return done
 
 
@@ -152,18 +307,22 @@ async def _in_one_transaction(
 ) -> bool:
     repo: Repo = application.bot_data["repo"]
     failed: set[int] = application.bot_data.setdefault("db_failed_updates", set())
+    poisoned: dict[int, Failure] = application.bot_data.setdefault("poisoned_updates", {})
     try:
         async with repo.batch():
             for update in updates:
                 failed.discard(update.update_id)
+                poisoned.pop(update.update_id, None)
                 await application.process_update(update)
-                if update.update_id in failed:
+                # any failure: roll back (a half-handled update, an aborted PostgreSQL
+                # transaction) and go one by one, where a poison update is dead-lettered
+                if update.update_id in failed or update.update_id in poisoned:
                     raise _BatchFailed
             if finish is not None:
                 await finish()
     except Exception as exc:
         # rolled back: what memory says was written may not be; the updates go one by one
-        if not isinstance(exc, (_BatchFailed, *DB_ERRORS)):
+        if not isinstance(exc, _BatchFailed) and not is_transient(exc):
             log.error(
                 "a batch of %d updates failed (%s): storing them one by one",
                 len(updates),
@@ -190,9 +349,7 @@ async def poll_committed(
     down = refused = False
     while not stop.is_set():
         try:
-            updates = await application.bot.get_updates(
-                offset=offset, timeout=poll_s, allowed_updates=Update.ALL_TYPES
-            )
+            raw = await fetch_updates(application.bot, offset, poll_s)
         except RetryAfter as exc:
             await _sleep(stop, _seconds(exc.retry_after))
             continue
@@ -215,22 +372,34 @@ async def poll_committed(
             log.warning("getUpdates answered again: polling resumed")
             refused = False
         backoff = 0.5
-        pending = list(updates)
-        while pending:
-            after = pending[-1].update_id + 1  # past the whole fetch
-            # the offset past the fetch is saved with the last batch's rows
-            done = await store(application, pending, partial(repo.set_state, OFFSET_KEY, after))
-            if done:
-                offset = pending[done - 1].update_id + 1
-                pending = pending[done:]
-                backoff = 0.5
-            if not pending:
-                break
+        parsed = [parse_update(data, application.bot) for data in raw]
+        pending = [u for u in parsed if isinstance(u, Update)]
+        unparsed = [u for u in parsed if isinstance(u, Failure)]
+        ids = [u.update_id for u in parsed if u is not None]
+        if len(ids) < len(raw):
+            log.error("%d updates without an update_id skipped", len(raw) - len(ids))
+        if not ids:
+            continue
+        after = max(ids) + 1  # past the whole fetch
+        while True:
+            if unparsed and await dead_letter(repo, unparsed):
+                unparsed = []
+            if not unparsed:
+                # the offset past the fetch is saved with the last batch's rows
+                save = partial(repo.set_state, OFFSET_KEY, after)
+                done = await store(application, pending, save)
+                if done:
+                    offset = pending[done - 1].update_id + 1
+                    pending = pending[done:]
+                    backoff = 0.5
+                if not pending:
+                    offset = after
+                    break
             if not down:
                 log.warning(
                     "database unavailable: update %s and later kept, retrying with back-off "
                     "(nothing new is fetched until they are stored)",
-                    pending[0].update_id,
+                    min([u.update_id for u in pending] + [f.update_id for f in unparsed]),
                 )
                 down = True
             if await _sleep(stop, backoff):
@@ -239,6 +408,15 @@ async def poll_committed(
         if down:
             log.warning("database available again: ingest resumed, nothing lost")
             down = False
+
+
+async def fetch_updates(bot: Bot, offset: int | None, poll_s: int) -> list[Any]:
+    """getUpdates, unparsed: python-telegram-bot's own get_updates parses the whole batch at
+    once, and on one update it cannot parse logs the raw batch (message texts) and raises."""
+    data = {"offset": offset, "timeout": poll_s, "allowed_updates": list(Update.ALL_TYPES)}
+    # Bot._post: do_api_request warns when asked for a method Bot has (getUpdates)
+    raw = await bot._post("getUpdates", data, read_timeout=poll_s + READ_SLACK_S)
+    return raw if isinstance(raw, list) else []
 
 
 def _seconds(value: Any) -> float:
@@ -259,7 +437,9 @@ async def _retry(call: Any, stop: asyncio.Event) -> Any:
     while True:
         try:
             return await call()
-        except DB_ERRORS as exc:
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
             log.warning(
                 "database unavailable (%s), retrying in %.1f s", exc.__class__.__name__, backoff
             )

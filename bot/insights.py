@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import cache
 from zoneinfo import ZoneInfo
 
 from bot import metrics
@@ -60,9 +61,22 @@ def entries(history: metrics.GroupHistory, first_day: date, last_day: date) -> l
     return out
 
 
+@cache
 def activation_end(day: date, activation_days: int, tz: ZoneInfo) -> datetime:
     """The activation window of cohort day D ends at the start of D + activation_days."""
     return metrics.local_day_bounds(day + timedelta(days=activation_days), tz)[0]
+
+
+@cache
+def _day_checkpoint(day: date, window: metrics.Window, tz: ZoneInfo) -> datetime:
+    """A dayN checkpoint is the same for the whole cohort day."""
+    return metrics.local_day_bounds(day + timedelta(days=window.days or 0), tz)[1]
+
+
+def checkpoint(e: Entry, window: metrics.Window, tz: ZoneInfo) -> datetime:
+    if window.days is not None:
+        return _day_checkpoint(e.day, window, tz)
+    return metrics.checkpoint(e.ts_utc, window, tz)
 
 
 class Marks:
@@ -104,7 +118,7 @@ def retention_cell(
     """Pooled retention of some cohort entries at one window (SPEC 3)."""
     retained = matured = 0
     for e in group:
-        c = metrics.checkpoint(e.ts_utc, window, history.tz)
+        c = checkpoint(e, window, history.tz)
         if c <= now:
             matured += 1
             retained += metrics.in_group_at(history, e.user_id, c)
@@ -191,8 +205,8 @@ def funnel(
     pending = 0
     for e in cohort:
         end = activation_end(e.day, activation_days, tz)
-        at_1h = metrics.checkpoint(e.ts_utc, HOUR_1, tz)
-        at_day1 = metrics.checkpoint(e.ts_utc, DAY_1, tz)
+        at_1h = checkpoint(e, HOUR_1, tz)
+        at_day1 = checkpoint(e, DAY_1, tz)
         if max(end, at_1h, at_day1) > now:
             pending += 1
             continue

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.i18n import t
+from bot.targets import metric_window
 
 
 def pct(rate: float | None, retained: int | None = None, matured: int | None = None) -> str:
@@ -19,6 +20,20 @@ def pct(rate: float | None, retained: int | None = None, matured: int | None = N
 def window_label(lang: str, name: str) -> str:
     label = t(lang, f"window_{name}")
     return name if label == f"window_{name}" else label
+
+
+def metric_label(lang: str, metric: str) -> str:
+    """A metric's name in the group's language: `retention_day1` -> 次日留存 / Next-day
+    retention; other windows by their number (`retention_day7` -> 第7天留存)."""
+    label = t(lang, f"metric_{metric}")
+    if label != f"metric_{metric}":
+        return label
+    window = metric_window(metric)
+    if window is None:
+        return metric
+    if window.endswith("h"):
+        return t(lang, "metric_retention_hours", n=window.removesuffix("h"))
+    return t(lang, "metric_retention_days", n=window.removeprefix("day"))
 
 
 def digest_text(
@@ -71,7 +86,11 @@ def retention_table(
     rows: Sequence[Mapping[str, Any]], windows: Sequence[str], lang: str, tz: str
 ) -> str:
     """Monospace cohort table: one row per day, then the pooled rate (SPEC 9)."""
-    header = [t(lang, "table_day"), t(lang, "table_joins"), *windows]
+    header = [
+        t(lang, "table_day"),
+        t(lang, "table_joins"),
+        *(window_label(lang, w) for w in windows),
+    ]
     body: list[list[str]] = []
     for row in rows:
         cells = [row["day"][5:], str(row["joins"])]
@@ -154,11 +173,13 @@ def targets_text(
 
 
 def target_line(row: Mapping[str, Any], lang: str, change: float | None = None) -> str:
-    """`✅ retention_day1 ≥ 80%: 88.9% ↑2.1 (2026-11-19)`: the change against the day before
-    in percentage points."""
+    """`✅ Next-day retention ≥ 80%: 88.9% ↑2.1 pp (2026-11-19)`: the change against the day
+    before in percentage points."""
     mark = {True: t(lang, "met"), False: t(lang, "missed"), None: t(lang, "unknown")}[row["met"]]
     goal = f"{row['target'] * 100:.0f}%"
     trend = ""
     if change is not None:
-        trend = f" {'↑' if change > 0 else '↓' if change < 0 else '→'}{abs(change) * 100:.1f}"
-    return f"{mark} {row['metric']} ≥ {goal}: {pct(row['value'])}{trend} ({row['range']})"
+        arrow = "↑" if change > 0 else "↓" if change < 0 else "→"
+        trend = f" {arrow}{t(lang, 'pp', n=f'{abs(change) * 100:.1f}')}"
+    name = metric_label(lang, row["metric"])
+    return f"{mark} {name} ≥ {goal}: {pct(row['value'])}{trend} ({row['range']})"

@@ -18,6 +18,7 @@ from telegram.error import Forbidden, TelegramError
 from telegram.ext import Application
 
 from bot import alerts, charts, metrics, reports, service
+from bot.chat_text import fit
 from bot.config import Config, GroupSettings
 from bot.i18n import t
 from storage.repo import Repo
@@ -135,7 +136,7 @@ async def send_digest(
             series, target = await service.metric_series(
                 repo, config, chat_id, "retention_day1", 14, now
             )
-            chart = charts.trend_png("retention_day1", series, target, settings.language)
+            chart = charts.trend_png("retention_day1", series, target, settings.language, title)
         sent = await _deliver(application, repo, chat_id, settings, text, chart)
     finally:
         await repo.finish_claim(chat_id, "digest", "", day.isoformat(), utcnow(), sent=sent)
@@ -181,7 +182,7 @@ async def _deliver(
     delivered = 0
     for target in targets:
         try:
-            await bot.send_message(target, text)
+            await bot.send_message(target, fit(text))
             if chart is not None:
                 await bot.send_photo(target, chart)
             delivered += 1
@@ -207,7 +208,8 @@ async def send_alerts(
             continue
         ok = False
         try:
-            await application.bot.send_message(chat_id, alert_text(breach, settings.language))
+            text = fit(alert_text(breach, settings.language))
+            await application.bot.send_message(chat_id, text)
             ok = True
             sent += 1
         except TelegramError as exc:
@@ -226,7 +228,7 @@ def alert_text(breach: alerts.Breach, lang: str) -> str:
     return t(
         lang,
         "alert",
-        metric=breach.metric,
+        metric=reports.metric_label(lang, breach.metric),
         value=reports.pct(breach.value),
         target=f"{breach.target * 100:g}%",
         gap=f"{(breach.target - breach.value) * 100:.1f}",

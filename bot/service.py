@@ -6,16 +6,51 @@ commands and the CLI all use it.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from bot import metrics
-from bot.config import Config, GroupSettings, Target, parse_clock
+from bot.config import (
+    Config,
+    ConfigError,
+    GroupSettings,
+    Target,
+    parse_clock,
+    parse_digest_to,
+    parse_language,
+    parse_timezone,
+)
 from bot.events import Level
-from bot.targets import ACTIVE_METRICS, metric_window
+from bot.targets import ACTIVE_METRICS, metric_window, parse_metric, parse_range
 from storage.repo import Repo
+
+log = logging.getLogger(__name__)
+
+
+# what /settings stores, read back through the same checks as the config file's values
+STORED_SETTINGS: dict[str, Callable[[Any, str], Any]] = {
+    "timezone": parse_timezone,
+    "language": parse_language,
+    "digest_time": parse_clock,
+    "digest_to": parse_digest_to,
+}
+_skipped: set[tuple[int, str, str]] = set()  # stored values already logged as skipped
+
+
+def skip_stored(chat_id: int, what: str, raw: object) -> None:
+    """A stored value that no longer parses (stored before today's bounds, or edited by
+    hand) is left out, with one log line per value and process, never the value itself."""
+    key = (chat_id, what, repr(raw)[:200])
+    if key in _skipped:
+        return
+    if len(_skipped) > 10_000:
+        _skipped.clear()
+    _skipped.add(key)
+    log.warning("chat %s: stored %s does not parse; left out", chat_id, what)
 
 
 async def group_settings(repo: Repo, config: Config, chat_id: int) -> GroupSettings:
@@ -24,25 +59,43 @@ async def group_settings(repo: Repo, config: Config, chat_id: int) -> GroupSetti
     info = await repo.chat(chat_id)
     if info is None:
         return base
-    return replace(
-        base,
-        timezone=info.timezone or base.timezone,
-        language=info.language or base.language,
-        digest_time=parse_clock(info.digest_time, "digest_time")
-        if info.digest_time
-        else base.digest_time,
-        digest_to=info.digest_to or base.digest_to,
-    )
+    changes: dict[str, Any] = {}
+    for column, parse in STORED_SETTINGS.items():
+        raw = getattr(info, column)
+        if not raw:
+            continue
+        try:
+            changes[column] = parse(raw, column)
+        except ConfigError:
+            skip_stored(chat_id, f"setting {column}", raw)
+    return replace(base, **changes)
+
+
+def stored_target(metric: str, value: float | None, rng: str | None) -> Target | None:
+    """A /settarget row as a target (None: switched off); ValueError if it does not parse."""
+    canonical = parse_metric(metric)
+    if value is None:
+        return None
+    if not 0 <= value <= 1:  # NaN too
+        raise ValueError("value")
+    if canonical not in ACTIVE_METRICS:
+        return Target(canonical, value, None)
+    return Target(canonical, value, parse_range(rng) if rng is not None else "last 7")
 
 
 async def targets_in_force(repo: Repo, settings: GroupSettings, chat_id: int) -> list[Target]:
     """Config targets, overridden (or switched off) by /settarget (SPEC 5)."""
     by_metric = {t.metric: t for t in settings.targets}
     for metric, (value, rng) in (await repo.chat_targets(chat_id)).items():
-        if value is None:
-            by_metric.pop(metric, None)
+        try:
+            target = stored_target(metric, value, rng)
+        except (ValueError, TypeError):
+            skip_stored(chat_id, "target", (metric, value, rng))
+            continue
+        if target is None:
+            by_metric.pop(parse_metric(metric), None)
         else:
-            by_metric[metric] = Target(metric, value, rng)
+            by_metric[target.metric] = target
     return list(by_metric.values())
 
 
@@ -322,20 +375,30 @@ async def active_rows(
     return rows
 
 
+class TrendPoint(NamedTuple):
+    """One day of a trend: the rate, its sample (matured joins, or the audience), pending."""
+
+    day: date
+    value: float | None
+    n: int | None
+    pending: bool  # not final yet: joins still maturing, or the day is not over
+
+
 async def metric_series(
     repo: Repo, config: Config, chat_id: int, metric: str, days: int, now: datetime
-) -> tuple[list[tuple[date, float | None]], float | None]:
-    """One value per local day of a metric (cohort rate or daily active rate), and its target."""
+) -> tuple[list[TrendPoint], float | None]:
+    """One point per local day of a metric (cohort rate or daily active rate), and its target."""
     data, span = await recent_days(repo, config, chat_id, days, now)
     window = metric_window(metric)
-    series: list[tuple[date, float | None]] = []
+    series: list[TrendPoint] = []
     for day in span:
         if window is not None:
-            value = metrics.retention(data.history, day, metrics.parse_window(window), now).rate
+            cell = metrics.retention(data.history, day, metrics.parse_window(window), now)
+            series.append(TrendPoint(day, cell.rate, cell.matured, cell.pending > 0))
         else:
             level = Level.RESPONSE if metric == "response_rate" else Level.INTERACTION
-            value = active_rate_on(data, day, level)[2]
-        series.append((day, value))
+            _, audience, rate = active_rate_on(data, day, level)
+            series.append(TrendPoint(day, rate, audience, day == span[-1]))
     target = next(
         (
             t.value

@@ -7,12 +7,13 @@ import time
 from telegram import InputFile, Update
 from telegram.error import Forbidden, TelegramError
 
-from bot import exporting, schedule
+from bot import exporting, reports, schedule
 from bot.context import AppContext
 from bot.i18n import t
 from bot.parse import UsageError, parse_days, parse_settarget, parse_setting
 from bot.tracking import utcnow
 from handlers.permissions import GroupCall, group_command
+from handlers.replies import reply
 
 
 @group_command("settarget", write=True)
@@ -21,19 +22,13 @@ async def on_settarget(update: Update, context: AppContext, call: GroupCall) -> 
     await context.repo.set_chat_target(
         call.chat_id, change.metric, change.value, change.range, call.user_id, utcnow()
     )
-    assert update.effective_message is not None
+    name = reports.metric_label(call.lang, change.metric)
     if change.value is None:
-        text = t(call.lang, "target_off", metric=change.metric)
+        text = t(call.lang, "target_off", metric=name)
     else:
         rng = f" ({change.range})" if change.range else ""
-        text = t(
-            call.lang,
-            "target_set",
-            metric=change.metric,
-            value=f"{change.value * 100:g}%",
-            range=rng,
-        )
-    await update.effective_message.reply_text(text)
+        text = t(call.lang, "target_set", metric=name, value=f"{change.value * 100:g}%", range=rng)
+    await reply(update, text)
 
 
 @group_command("hosts", write=True)
@@ -41,7 +36,7 @@ async def on_hosts(update: Update, context: AppContext, call: GroupCall) -> None
     msg = update.effective_message
     assert msg is not None
     if not call.args:
-        await msg.reply_text(await _hosts_text(context, call))
+        await reply(update, await _hosts_text(context, call))
         return
     target = msg.reply_to_message.from_user if msg.reply_to_message else None
     if len(call.args) != 1 or call.args[0] not in ("add", "remove") or target is None:
@@ -59,7 +54,7 @@ async def on_hosts(update: Update, context: AppContext, call: GroupCall) -> None
         await context.repo.set_manual_host(call.chat_id, target.id, False, utcnow())
         text = t(call.lang, "host_removed", name=name)
     context.host_cache.forget(call.chat_id)
-    await msg.reply_text(text)
+    await reply(update, text)
 
 
 async def _hosts_text(context: AppContext, call: GroupCall) -> str:
@@ -74,11 +69,10 @@ async def _hosts_text(context: AppContext, call: GroupCall) -> str:
 
 @group_command("settings", write=True)
 async def on_settings(update: Update, context: AppContext, call: GroupCall) -> None:
-    msg = update.effective_message
-    assert msg is not None
     if not call.args:
         s = call.settings
-        await msg.reply_text(
+        await reply(
+            update,
             "\n".join(
                 [
                     t(call.lang, "settings_title"),
@@ -88,22 +82,20 @@ async def on_settings(update: Update, context: AppContext, call: GroupCall) -> N
                     f"digest_to: {s.digest_to}",
                     t(call.lang, "usage_settings"),
                 ]
-            )
+            ),
         )
         return
     name, value = parse_setting(call.args)
     await context.repo.update_chat(call.chat_id, **{name: value})
     await schedule.schedule_chat(context.application, call.chat_id)
     lang = value if name == "language" else call.lang
-    await msg.reply_text(t(lang, "settings_saved", name=name, value=value))
+    await reply(update, t(lang, "settings_saved", name=name, value=value))
 
 
 @group_command("export", write=True)
 async def on_export(update: Update, context: AppContext, call: GroupCall) -> None:
     """CSV files, always in a private chat with the admin, never in the group."""
     days = parse_days(call.args, "usage_export", default=30)
-    msg = update.effective_message
-    assert msg is not None
     files = await exporting.export_files(
         context.repo, context.config, call.chat_id, days, utcnow()
     )
@@ -111,9 +103,9 @@ async def on_export(update: Update, context: AppContext, call: GroupCall) -> Non
         for name, data in files.items():
             await context.bot.send_document(call.user_id, InputFile(data, filename=name))
     except Forbidden:
-        await msg.reply_text(t(call.lang, "export_start_bot"))
+        await reply(update, t(call.lang, "export_start_bot"))
         return
-    await msg.reply_text(t(call.lang, "export_private"))
+    await reply(update, t(call.lang, "export_private"))
 
 
 async def on_forgetme(update: Update, context: AppContext) -> None:
@@ -125,11 +117,11 @@ async def on_forgetme(update: Update, context: AppContext) -> None:
         "zh" if (user.language_code or "").startswith("zh") else context.config.defaults.language
     )
     if chat.type != "private":
-        await msg.reply_text(t(lang, "forgetme_private"))
+        await reply(update, t(lang, "forgetme_private"))
         return
     removed = await context.repo.forget_user(user.id)
     context.host_cache.entries.clear()
-    await msg.reply_text(t(lang, "forgot", n=removed))
+    await reply(update, t(lang, "forgot", n=removed))
 
 
 PURGE_CONFIRM_S = 300
@@ -146,7 +138,7 @@ async def on_purge(update: Update, context: AppContext) -> None:
     except TelegramError:
         member = None
     if member is None or member.status != "creator":
-        await msg.reply_text(t(lang, "purge_creator_only"))
+        await reply(update, t(lang, "purge_creator_only"))
         return
     pending: dict[tuple[int, int], float] = context.bot_data.setdefault("purge_pending", {})
     asked = pending.get((chat.id, user.id))
@@ -155,7 +147,7 @@ async def on_purge(update: Update, context: AppContext) -> None:
         await context.repo.purge_chat(chat.id)
         context.tracked_chats.discard(chat.id)
         context.host_cache.forget(chat.id)
-        await msg.reply_text(t(lang, "purged"))
+        await reply(update, t(lang, "purged"))
         return
     pending[(chat.id, user.id)] = time.monotonic()
-    await msg.reply_text(t(lang, "purge_confirm"))
+    await reply(update, t(lang, "purge_confirm"))

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import html
 from datetime import timedelta
 
 from telegram import Update
-from telegram.constants import ParseMode
 
 from bot import charts, metrics, reports, service
 from bot.context import AppContext
 from bot.i18n import t
-from bot.parse import UsageError, parse_date_arg, parse_days
-from bot.targets import parse_metric
+from bot.parse import UsageError, parse_date_arg, parse_days, parse_metric_arg
 from bot.tracking import utcnow
 from handlers.permissions import GroupCall, group_command
+from handlers.replies import reply, reply_photo
 
 
 def language_for(update: Update, context: AppContext) -> str:
@@ -41,17 +39,7 @@ async def on_start(update: Update, context: AppContext) -> None:
         lines.append(t(lang, "check_admin_ok" if admin else "check_admin_bad"))
     else:
         lines.append(t(lang, "check_admin_private"))
-    await msg.reply_text(t(lang, "start", checklist="\n".join(lines)))
-
-
-def pre(text: str) -> str:
-    """A monospace block: tables stay aligned on a phone."""
-    return f"<pre>{html.escape(text)}</pre>"
-
-
-async def _reply_pre(update: Update, text: str) -> None:
-    assert update.effective_message is not None
-    await update.effective_message.reply_text(pre(text), parse_mode=ParseMode.HTML)
+    await reply(update, t(lang, "start", checklist="\n".join(lines)))
 
 
 @group_command("retention", write=False)
@@ -60,8 +48,10 @@ async def on_retention(update: Update, context: AppContext, call: GroupCall) -> 
     rows, settings = await service.retention_rows(
         context.repo, context.config, call.chat_id, days, utcnow()
     )
-    await _reply_pre(
-        update, reports.retention_table(rows, settings.windows, call.lang, settings.timezone)
+    await reply(
+        update,
+        reports.retention_table(rows, settings.windows, call.lang, settings.timezone),
+        pre=True,
     )
 
 
@@ -69,18 +59,22 @@ async def on_retention(update: Update, context: AppContext, call: GroupCall) -> 
 async def on_active(update: Update, context: AppContext, call: GroupCall) -> None:
     days = parse_days(call.args, "usage_active")
     rows = await service.active_rows(context.repo, context.config, call.chat_id, days, utcnow())
-    await _reply_pre(update, reports.active_table(rows, call.lang, call.settings.timezone))
+    await reply(update, reports.active_table(rows, call.lang, call.settings.timezone), pre=True)
 
 
 @group_command("report", write=False)
 async def on_report(update: Update, context: AppContext, call: GroupCall) -> None:
     now = utcnow()
-    day = parse_date_arg(call.args, "usage_report") or (
-        metrics.local_day(now, call.settings.tz) - timedelta(days=1)
-    )
+    today = metrics.local_day(now, call.settings.tz)
+    day = parse_date_arg(call.args, "usage_report") or today - timedelta(days=1)
+    if day > today:  # nothing happened yet: no report, and no target missed
+        last = (today - timedelta(days=1)).isoformat()
+        tz = call.settings.timezone
+        await reply(update, t(call.lang, "report_not_begun", date=day, tz=tz, last=last))
+        return
     result = await service.digest(context.repo, context.config, call.chat_id, day, now)
     text = reports.digest_text(result.report, call.lang, call.title, result.net, result.changes)
-    await _reply_pre(update, text)
+    await reply(update, text, pre=True)
 
 
 @group_command("targets", write=False)
@@ -88,23 +82,18 @@ async def on_targets(update: Update, context: AppContext, call: GroupCall) -> No
     now = utcnow()
     day = metrics.local_day(now, call.settings.tz) - timedelta(days=1)
     result = await service.digest(context.repo, context.config, call.chat_id, day, now)
-    await _reply_pre(update, reports.targets_text(result.report, call.lang, result.changes))
+    await reply(update, reports.targets_text(result.report, call.lang, result.changes), pre=True)
 
 
 @group_command("trend", write=False)
 async def on_trend(update: Update, context: AppContext, call: GroupCall) -> None:
     if not call.args or len(call.args) > 2:
         raise UsageError("usage_trend")
-    try:
-        metric = parse_metric(call.args[0])
-    except ValueError:
-        raise UsageError("usage_trend", t(call.lang, "unknown_metric")) from None
+    metric = parse_metric_arg(call.args[0], "usage_trend")
     days = parse_days(call.args[1:], "usage_trend", default=30)
     series, target = await service.metric_series(
         context.repo, context.config, call.chat_id, metric, days, utcnow()
     )
-    png = charts.trend_png(metric, series, target, call.lang)
-    assert update.effective_message is not None
-    await update.effective_message.reply_photo(
-        png, caption=t(call.lang, "trend_caption", metric=metric, days=days)
-    )
+    png = charts.trend_png(metric, series, target, call.lang, call.title or str(call.chat_id))
+    name = reports.metric_label(call.lang, metric)
+    await reply_photo(update, png, t(call.lang, "trend_caption", metric=name, days=days))

@@ -17,6 +17,7 @@ from bot.config import GroupSettings
 from bot.context import HOST_CACHE_TTL_S, AppContext
 from bot.i18n import t
 from bot.parse import UsageError
+from handlers.replies import reply, usage_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,28 +112,24 @@ async def run_for_group(
 ) -> None:
     """Check rights against Telegram now, then run the command body for that group."""
     fn, write = PICKABLE[name]
-    msg = update.effective_message
-    assert msg is not None
     settings = await service.group_settings(context.repo, context.config, chat_id)
     allowed = trusted or (not write and settings.public_commands)
     if not allowed:
         allowed = await is_admin(context, chat_id, user_id)
     if not allowed:
-        await msg.reply_text(t(settings.language, "admins_only"))
+        await reply(update, t(settings.language, "admins_only"))
         return
     info = await context.repo.chat(chat_id)
     title = (info.title if info else None) or str(chat_id)
     try:
         await fn(update, context, GroupCall(chat_id, settings, user_id, args, title))
     except UsageError as exc:
-        text = t(settings.language, exc.key)
-        await msg.reply_text(f"{exc.detail}\n{text}" if exc.detail else text)
+        await reply(update, usage_text(exc, settings.language))
 
 
 async def show_picker(update: Update, context: AppContext, name: str, args: list[str]) -> None:
     """An inline keyboard of the groups where this user is an admin now, and no others."""
-    msg, user = update.effective_message, update.effective_user
-    assert msg is not None
+    user = update.effective_user
     assert user is not None
     lang = (
         "zh" if (user.language_code or "").startswith("zh") else context.config.defaults.language
@@ -141,14 +138,19 @@ async def show_picker(update: Update, context: AppContext, name: str, args: list
     for chat_id in await context.repo.chat_ids():
         if await is_admin(context, chat_id, user.id):
             info = await context.repo.chat(chat_id)
-            data = f"{PICK_PREFIX}:{name}:{chat_id}:{' '.join(args)}"[:64]
+            data = _callback_data(f"{PICK_PREFIX}:{name}:{chat_id}:{' '.join(args)}")
             buttons.append(
                 [InlineKeyboardButton((info and info.title) or str(chat_id), callback_data=data)]
             )
     if not buttons:
-        await msg.reply_text(t(lang, "no_groups"))
+        await reply(update, t(lang, "no_groups"))
         return
-    await msg.reply_text(t(lang, "pick_group"), reply_markup=InlineKeyboardMarkup(buttons))
+    await reply(update, t(lang, "pick_group"), markup=InlineKeyboardMarkup(buttons))
+
+
+def _callback_data(text: str) -> str:
+    """Telegram takes 1-64 bytes of callback data: cut by bytes, never inside a character."""
+    return text.encode()[:64].decode(errors="ignore")
 
 
 async def on_pick(update: Update, context: AppContext) -> None:

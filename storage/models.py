@@ -25,6 +25,8 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
+FAILED_NAME_MAX = 128  # error class and handler names in failed_updates
+
 # SQLite only auto-increments INTEGER PRIMARY KEY columns.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -197,6 +199,18 @@ class BotState(Base):
     __tablename__ = "bot_state"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
+
+
+class FailedUpdate(Base):
+    """The dead-letter table: updates that failed other than by the database being
+    unavailable (or that could not be parsed), confirmed to Telegram and skipped. Ids and
+    error classes only, never the update itself."""
+
+    __tablename__ = "failed_updates"
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    ts: Mapped[int] = mapped_column(BigInteger)
+    error: Mapped[str] = mapped_column(String(FAILED_NAME_MAX))
+    handler: Mapped[str] = mapped_column(String(FAILED_NAME_MAX))
 
 
 class DashboardToken(Base):

@@ -17,9 +17,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
+    Integer,
     Table,
     and_,
     bindparam,
+    column,
     delete,
     func,
     literal_column,
@@ -27,6 +30,7 @@ from sqlalchemy import (
     select,
     tuple_,
     update,
+    values,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -45,12 +49,14 @@ from bot.events import (
 )
 from storage import db
 from storage.models import (
+    FAILED_NAME_MAX,
     ActivityRow,
     Base,
     BotState,
     Chat,
     ChatTarget,
     Claim,
+    FailedUpdate,
     HostEventRow,
     ManualHost,
     MemberCount,
@@ -406,9 +412,9 @@ class Repo:
             new.append(row)
             if ev.kind == MemberKind.JOIN and ev.source != "chat_member":
                 poorer[(ev.chat_id, ev.user_id, ts)] = row
-        for row_id, values in richer:
+        for row_id, better in richer:
             await conn.execute(
-                update(MembershipEventRow).where(MembershipEventRow.id == row_id).values(**values)
+                update(MembershipEventRow).where(MembershipEventRow.id == row_id).values(**better)
             )
         if richer:
             await self._bump(conn, *{ev.chat_id for ev in events})
@@ -673,24 +679,38 @@ class Repo:
     ) -> dict[tuple[int, str], int]:
         """{(day index, level): distinct active users} for consecutive local days.
 
-        One round trip; each count is an index range scan on (chat, level, ts, user)."""
-        keys = [(i, str(level)) for i in range(len(day_bounds)) for level in Level]
-        if not keys:
+        One round trip, one row per day whatever the range (a column per day would hit
+        SQLite's 2,000 and PostgreSQL's 1,664 columns); each count is an index range scan
+        on (chat, level, ts, user). The day bounds are integer literals, not parameters,
+        so no range meets a bind-parameter limit either."""
+        if not day_bounds:
             return {}
+        days = (
+            values(
+                column("i", Integer),
+                column("lo", BigInteger),
+                column("hi", BigInteger),
+                name="days",
+                literal_binds=True,
+            )
+            .data([(i, to_ts(lo), to_ts(hi)) for i, (lo, hi) in enumerate(day_bounds)])
+            .cte()
+        )
+        levels = [str(level) for level in Level]
         counts = [
             select(func.count(ActivityRow.user_id.distinct()))
             .where(
                 ActivityRow.chat_id == chat_id,
                 ActivityRow.level == level,
-                ActivityRow.ts >= to_ts(day_bounds[i][0]),
-                ActivityRow.ts < to_ts(day_bounds[i][1]),
+                ActivityRow.ts >= days.c.lo,
+                ActivityRow.ts < days.c.hi,
             )
             .scalar_subquery()
-            for i, level in keys
+            for level in levels
         ]
         async with self._connect() as conn:
-            row = (await conn.execute(select(*counts))).one()
-        return {key: n for key, n in zip(keys, row, strict=True) if n}
+            rows = (await conn.execute(select(days.c.i, *counts))).all()
+        return {(i, level): n for i, *ns in rows for level, n in zip(levels, ns, strict=True) if n}
 
     # ---- growth insights (SPEC 12) ----------------------------------------------------
 
@@ -1112,6 +1132,39 @@ class Repo:
         stmt = stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value})
         async with self._begin() as conn:
             await conn.execute(stmt)
+
+    # ---- dead-letter table -----------------------------------------------------------
+
+    async def record_failed_updates(
+        self, failures: Sequence[tuple[int, str, str]], ts: int
+    ) -> None:
+        """(update_id, error class, handler) of updates given up on; the first record of an
+        update is kept."""
+        rows = [
+            {
+                "update_id": update_id,
+                "ts": ts,
+                "error": error[:FAILED_NAME_MAX],
+                "handler": handler[:FAILED_NAME_MAX],
+            }
+            for update_id, error, handler in failures
+        ]
+        if rows:
+            async with self._begin() as conn:
+                await self._insert_many(conn, FailedUpdate, rows)
+
+    async def failed_updates(self) -> list[tuple[int, int, str, str]]:
+        """(update_id, ts, error class, handler) of the dead-letter table, by update id."""
+        async with self._connect() as conn:
+            rows = await conn.execute(
+                select(
+                    FailedUpdate.update_id,
+                    FailedUpdate.ts,
+                    FailedUpdate.error,
+                    FailedUpdate.handler,
+                ).order_by(FailedUpdate.update_id)
+            )
+            return [tuple(r) for r in rows]  # type: ignore[misc]
 
     async def counts(self) -> dict[str, int]:
         """Row counts per table (for tests and `opsbot db status`)."""

@@ -8,8 +8,10 @@ updates through getUpdates with Telegram's offset semantics, and records every c
 from __future__ import annotations
 
 import contextlib
+import html
 import itertools
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,7 +43,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeBotAPI:
-    def __init__(self, token: str = TOKEN) -> None:
+    def __init__(self, token: str = TOKEN, port: int = 0) -> None:
         self.token = token
         self.lock = threading.Condition()
         self.updates: list[dict[str, Any]] = []
@@ -53,6 +55,7 @@ class FakeBotAPI:
         self.chats: dict[int, dict[str, Any]] = {}
         self.failures: dict[str, list[dict[str, Any]]] = {}
         self.privacy_mode_off = True
+        self.webhook: dict[str, Any] = {}  # setWebhook's url and allowed_updates
         self.max_poll_wait = 0.2
         self.max_batch = 100  # fewer updates per getUpdates make a stream last longer
         self.poll_delay = 0.0  # and so does a slower answer
@@ -60,7 +63,7 @@ class FakeBotAPI:
         self.menu_button: dict[str, Any] = {"type": "default"}
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(10_000)
-        self.server = _Server(("127.0.0.1", 0), self._handler())
+        self.server = _Server(("127.0.0.1", port), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     # ---- control ---------------------------------------------------------------------
@@ -140,6 +143,8 @@ class FakeBotAPI:
             "can_join_groups": True,
             "can_read_all_group_messages": self.privacy_mode_off,
             "supports_inline_queries": False,
+            "can_connect_to_business": False,
+            "has_main_web_app": False,
         }
 
     def m_getUpdates(self, params: dict[str, Any]) -> Any:
@@ -161,7 +166,26 @@ class FakeBotAPI:
     def _ok(self, _: dict[str, Any]) -> Any:
         return True
 
-    m_deleteWebhook = m_setWebhook = m_setMyCommands = m_deleteMyCommands = _ok
+    m_setMyCommands = m_deleteMyCommands = _ok
+
+    def m_setWebhook(self, params: dict[str, Any]) -> Any:
+        # without allowed_updates Telegram keeps the previous setting
+        allowed = params.get("allowed_updates", self.webhook.get("allowed_updates"))
+        self.webhook = {"url": params["url"]}
+        if allowed:
+            self.webhook["allowed_updates"] = allowed
+        return True
+
+    def m_deleteWebhook(self, _: dict[str, Any]) -> Any:
+        self.webhook = {k: v for k, v in self.webhook.items() if k == "allowed_updates"}
+        return True
+
+    def m_getWebhookInfo(self, _: dict[str, Any]) -> Any:
+        # allowed_updates is absent when it was not given: Telegram's default list, which
+        # leaves out chat_member
+        info = {"url": "", "has_custom_certificate": False}
+        return info | self.webhook | {"pending_update_count": len(self.updates)}
+
     m_answerCallbackQuery = _ok
 
     def _chat(self, chat_id: int) -> dict[str, Any]:
@@ -190,19 +214,31 @@ class FakeBotAPI:
     def m_sendMessage(self, params: dict[str, Any]) -> Any:
         refused = web_app_refusal(params, self._chat(int(params["chat_id"]))["type"])
         if refused is not None:
-            return 400, refused
-        return self._sent(params, text=params.get("text", ""))
+            return refused
+        shown = _after_entities(str(params.get("text", "")), params.get("parse_mode"))
+        if not shown.strip():
+            return _bad_request("message text is empty")
+        if _utf16_len(shown) > 4096:  # as Telegram: 1-4096 characters after entity parsing
+            return _bad_request("message is too long")
+        markup = params.get("reply_markup") or {}
+        buttons = [b for row in markup.get("inline_keyboard", []) for b in row]
+        if any(not 1 <= len(b.get("callback_data", "x").encode()) <= 64 for b in buttons):
+            return _bad_request("BUTTON_DATA_INVALID")  # callback data: 1-64 bytes
+        return self._sent(params, text=shown)
 
     def m_setChatMenuButton(self, params: dict[str, Any]) -> Any:
         button = params.get("menu_button") or {"type": "default"}
         if button.get("type") == "web_app":
             url = (button.get("web_app") or {}).get("url", "")
             if not button.get("text") or not url.startswith("https://"):
-                return 400, bad_request("BUTTON_URL_INVALID")
+                return _bad_request("BUTTON_URL_INVALID")
         self.menu_button = button
         return True
 
     def m_sendPhoto(self, params: dict[str, Any]) -> Any:
+        caption = _after_entities(str(params.get("caption", "")), params.get("parse_mode"))
+        if _utf16_len(caption) > 1024:
+            return _bad_request("message caption is too long")
         return self._sent(
             params, photo=[{"file_id": "p1", "file_unique_id": "u1", "width": 960, "height": 540}]
         )
@@ -237,6 +273,15 @@ class FakeBotAPI:
         for admin in self.admins.get(chat_id, []):
             if admin["user"]["id"] == user_id:
                 return admin
+        if user_id == BOT_ID:
+            # about itself: a plain member of a group it is in; no such chat otherwise
+            if chat_id in self.chats:
+                return {"status": "member", "user": bot_user()}
+            return 400, {
+                "ok": False,
+                "error_code": 400,
+                "description": "Bad Request: chat not found",
+            }
         return {"status": "left", "user": {"id": user_id, "is_bot": False, "first_name": "U"}}
 
     def m_getChatMemberCount(self, params: dict[str, Any]) -> Any:
@@ -281,11 +326,11 @@ class FakeBotAPI:
         return Handler
 
 
-def bad_request(what: str) -> dict[str, Any]:
-    return {"ok": False, "error_code": 400, "description": f"Bad Request: {what}"}
+def _bad_request(what: str) -> tuple[int, dict[str, Any]]:
+    return 400, {"ok": False, "error_code": 400, "description": f"Bad Request: {what}"}
 
 
-def web_app_refusal(params: dict[str, Any], chat_type: str) -> dict[str, Any] | None:
+def web_app_refusal(params: dict[str, Any], chat_type: str) -> tuple[int, dict[str, Any]] | None:
     """Telegram's answer to web_app inline buttons outside a private chat (they are allowed
     only there: 400 BUTTON_TYPE_INVALID), and to a Mini App URL that is not HTTPS."""
     markup = params.get("reply_markup") or {}
@@ -294,14 +339,25 @@ def web_app_refusal(params: dict[str, Any], chat_type: str) -> dict[str, Any] | 
             if "web_app" not in button:
                 continue
             if chat_type != "private":
-                return bad_request("BUTTON_TYPE_INVALID")
+                return _bad_request("BUTTON_TYPE_INVALID")
             url = button["web_app"].get("url", "")
             if not url.startswith("https://"):
-                return bad_request(
+                return _bad_request(
                     f"inline keyboard button Web App URL '{url}' is invalid: "
                     "Only HTTPS links are allowed"
                 )
     return None
+
+
+def _after_entities(text: str, parse_mode: str | None) -> str:
+    """The text Telegram shows: HTML tags parsed away, entities unescaped."""
+    if parse_mode == "HTML":
+        return html.unescape(re.sub(r"<[^>]*>", "", text))
+    return text
+
+
+def _utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
 
 
 def _decode(value: str) -> Any:

@@ -143,6 +143,6 @@ def test_demo_shows_digest_table_and_chart(
     text = capsys.readouterr().out
     assert "📊" in text
     assert "留存，最近 14 天" in text
-    assert "retention_day1 ≥ 80%" in text
+    assert "次日留存 ≥ 80%" in text
     png = (out / "trend_retention_day1.png").read_bytes()
     assert png.startswith(b"\x89PNG")

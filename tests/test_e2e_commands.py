@@ -112,11 +112,11 @@ async def test_non_admin_cannot_set_targets_and_admin_can(
     refused = await replies(api, command("/settarget 次日留存 80%", ALICE))
     assert refused == ["只有本群管理员可以使用这个命令。"]
     [done] = await replies(api, command("/settarget 次日留存 80%", HOST))
-    assert done == "目标已设定：retention_day1 ≥ 80%"
+    assert done == "目标已设定：次日留存 ≥ 80%"
     [targets] = await replies(api, command("/targets", HOST))
-    assert "retention_day1 ≥ 80%" in targets
+    assert "次日留存 ≥ 80%" in targets
     [off] = await replies(api, command("/settarget next_day off", HOST))
-    assert "retention_day1" in off
+    assert off == "目标已关闭：次日留存"
     [none] = await replies(api, command("/targets", HOST))
     assert "尚未设定目标" in none
 
@@ -182,8 +182,10 @@ async def test_export_goes_privately_and_matches_events(
     ]
     daily = next(v for v in files if b"audience" in v)
     days = list(csv.DictReader(io.StringIO(daily.decode("utf-8-sig"))))
-    assert len(days) == 7
+    # /export 7, but tracking began 3 days ago: those 3 days and today, today partial
+    assert len(days) == 4
     assert [d["joins"] for d in days[-3:]] == ["2", "1", "0"]
+    assert [d["partial"] for d in days] == ["no", "no", "no", "yes"]
 
 
 async def test_hosts_add_by_reply(api: FakeBotAPI, bot: OpsApplication) -> None:

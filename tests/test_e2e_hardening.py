@@ -224,7 +224,7 @@ def test_world_readable_token_file_is_warned_about(
         f'[telegram]\ntoken = "{TOKEN}"\n[storage]\nurl = "sqlite:///{tmp_path}/x.db"\n'
     )
     cfg.chmod(0o644)
-    assert main(["db", "status", "--config", str(cfg)]) == 0
+    assert main(["db", "upgrade", "--config", str(cfg)]) == 0  # status alone creates nothing
     err = capsys.readouterr().err
     assert "chmod 600" in err
     assert TOKEN not in err
@@ -247,7 +247,7 @@ async def test_lost_admin_rights_lose_write_access_within_five_minutes(
     texts = [
         c.params["text"] for c in api.calls_of("sendMessage") if int(c.params["chat_id"]) == CHAT
     ]
-    assert texts[-2] == "目标已设定：retention_day1 ≥ 80%"
+    assert texts[-2] == "目标已设定：次日留存 ≥ 80%"
     assert texts[-1] == "只有本群管理员可以使用这个命令。"
 
 

@@ -146,7 +146,7 @@ async def test_alert_fires_once_for_a_breached_matured_cohort(
     async with bot_running(config) as app:  # and not after a restart either
         assert await schedule.send_alerts(app, CHAT, datetime.now(UTC)) == 0
     [alert] = alerts_sent(api)
-    assert "retention_1h" in alert
+    assert alert.startswith("⚠️ 1小时留存 低于目标：50.0%，目标 80%（差 30.0 个百分点）")
     assert "50.0%" in alert
     assert "80%" in alert
 

@@ -103,8 +103,12 @@ def user_of(item: dict[str, Any], id_key: str, name_key: str) -> dict[str, Any]:
     return tg.user(int(str(item[id_key]).removeprefix("user")), item[name_key])
 
 
-def as_updates(items: list[dict[str, Any]], named: dict[str, int]) -> list[dict[str, Any]]:
-    """The export's history as the Bot API would have delivered it."""
+def as_updates(
+    items: list[dict[str, Any]], named: dict[str, int] | None = None
+) -> list[dict[str, Any]]:
+    """The export's history as the Bot API would have delivered it (`named`: the ids of the
+    people the export names only)."""
+    named = named or {}
     group = tg.group(CHAT_ID, SPEC.title)
     by_id: dict[int, dict[str, Any]] = {}
     updates = []

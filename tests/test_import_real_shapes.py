@@ -132,7 +132,7 @@ async def test_a_name_shown_with_an_id_elsewhere_in_the_export_is_that_person(
     ]
     cli = Cli(tmp_path, db_url)
     summary = await cli.import_(capsys, items)
-    assert "by name   1 people known by name only" in summary  # Yan
+    assert "by name   1 person known by name only" in summary  # Yan
     repo = await Repo.open(db_url)
     try:
         h = await repo.history(CHAT)
@@ -186,7 +186,7 @@ async def test_a_name_the_database_knows_in_the_group_is_that_user(
     ]
     cli = Cli(tmp_path, db_url)
     summary = await cli.import_(capsys, items)
-    assert "by name   1 people known by name only (1 matched a known user)" in summary
+    assert "by name   1 person known by name only (1 matched a known user)" in summary
     assert "skipped   1 × joins/leaves already stored (same event within 60 s)" in summary
     report = numbers(await cli.report(capsys))
     # Ann was a member from before; baseline 2 (the live bot's) + Zoe's join = 3 in at

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -270,6 +270,8 @@ async def test_the_readable_table_in_both_languages(
         (("--from", "2026-11-01"), "opsbot: --from and --to: give both"),
         (("--from", "2026-11-31", "--to", "2026-12-01"), "opsbot: --from: expected YYYY-MM-DD"),
         (("--from", "2026-11-05", "--to", "2026-11-01"), "opsbot: --from: 2026-11-05 is after"),
+        (("--days", "²"), "opsbot: --days: expected a whole number"),
+        (("--from", "2001-01-01", "--to", "2026-11-01"), "opsbot: --from 2001-01-01: expected"),
     ],
 )
 async def test_bad_arguments_are_one_line_and_exit_2(
@@ -283,13 +285,35 @@ async def test_bad_arguments_are_one_line_and_exit_2(
     assert not (tmp_path / "x.db").exists()  # nothing was touched
 
 
-async def test_an_unknown_group_is_named_like_report_does(
+async def test_an_unknown_group_or_no_database_is_told_as_report_tells_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg = config_file(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    report = await cli(capsys, "report", "--chat", "-5", "--json", "--config", cfg)
+    insights = await cli(capsys, "insights", "--chat", "-5", "--json", "--config", cfg)
+    assert insights == report
+    assert insights[0] != 0
+    assert "there is no database" in insights[2]
+    assert not (tmp_path / "x.db").exists()
+    assert (await cli(capsys, "db", "upgrade", "--config", cfg))[0] == 0
     code, out, err = await cli(capsys, "insights", "--chat", "-5", "--json", "--config", cfg)
     assert (code, out) == (1, "")
-    assert err.startswith("opsbot: no group -5 in ")
+    assert err == (
+        "opsbot: no group -5 in the database at [storage] url (opsbot chats lists them)\n"
+    )
+
+
+async def test_a_range_ending_after_today_is_refused(
+    tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = config_file(tmp_path, db_url)
+    export = ef.write(tmp_path, ef.chat(camp()))
+    assert (await cli(capsys, "import", str(export), "--host", "1", "--config", cfg))[0] == 0
+    later = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
+    args = ("insights", "--chat", str(CHAT_ID), "--from", "2026-11-18", "--to", later)
+    code, out, err = await cli(capsys, *args, "--config", cfg)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"opsbot: --to {later}: that day has not begun yet")
 
 
 # ---- recording: the migration's back-fill, and the richer of two sources -----------------

@@ -19,11 +19,15 @@ def test_target_line_shows_met_and_the_change_against_the_day_before() -> None:
         "range": "2026-11-19",
         "met": True,
     }
-    assert target_line(row, "en", 0.021) == "✅ retention_day1 ≥ 80%: 88.9% ↑2.1 (2026-11-19)"
+    assert target_line(row, "en", 0.021) == (
+        "✅ Next-day retention ≥ 80%: 88.9% ↑2.1 pp (2026-11-19)"
+    )
     missed = row | {"value": 0.5, "met": False}
-    assert target_line(missed, "zh", -0.1) == "❌ retention_day1 ≥ 80%: 50.0% ↓10.0 (2026-11-19)"
+    assert target_line(missed, "zh", -0.1) == (
+        "❌ 次日留存 ≥ 80%: 50.0% ↓10.0 个百分点 (2026-11-19)"
+    )
     assert target_line(row | {"value": None, "met": None}, "en") == (
-        "— retention_day1 ≥ 80%: — (2026-11-19)"
+        "— Next-day retention ≥ 80%: — (2026-11-19)"
     )
 
 
@@ -41,5 +45,6 @@ def test_retention_table_pools_and_shows_pending() -> None:
     assert lines[3].split() == ["11-20", "0", "—"]
     assert lines[4].split() == ["合计", "5", "50.0%", "(1/2)", "+3…"]
     # CJK headers count double: the columns line up in a monospace block
-    header_col = _width(lines[1][: lines[1].index("1h")])
+    assert lines[1].split() == ["日期", "进群", "1小时"]
+    header_col = _width(lines[1][: lines[1].index("1小时")])
     assert header_col == _width(lines[2][: lines[2].index("50.0%")])

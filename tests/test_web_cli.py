@@ -100,6 +100,16 @@ def test_bad_dashboard_config_is_one_line_and_exit_2(
     assert len(err.strip().splitlines()) == 1
 
 
+def test_dashboard_never_creates_a_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[storage]\nurl = "sqlite:///{tmp_path / "none.db"}"\n')
+    assert main(["dashboard", "--config", str(cfg)]) == 1
+    assert "there is no database at" in capsys.readouterr().err
+    assert not (tmp_path / "none.db").exists()
+
+
 def test_demo_serve_refuses_a_bad_port(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text("")
@@ -124,6 +134,8 @@ def test_a_busy_port_is_one_line_and_exit_2(
         cfg.write_text(
             f'[storage]\nurl = "sqlite:///{tmp_path / "x.db"}"\n[dashboard]\nport = {port}\n'
         )
+        assert main(["db", "upgrade", "--config", str(cfg)]) == 0
+        capsys.readouterr()
         assert main(["dashboard", "--config", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert err == (

@@ -1,7 +1,7 @@
 """join source and inviter of each join (growth insights)
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0006 (0007 once forum topics land: the lead re-chains)
 
 Back-fill: a join stored with an invite link came through it. The link column already
 holds the link's name, else its URL, so `link:` + that value is the source key. Joins
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0008'
-down_revision: str | None = '0005'
+down_revision: str | None = '0006'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
