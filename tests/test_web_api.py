@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -115,6 +115,17 @@ async def test_cohorts_and_csv_show_the_retention_command_numbers(
         )
         assert len(lines) == 15
         assert lines[1].split(",")[:2] == [a, str(rows[0]["joins"])]
+        later = (date.fromisoformat(b) + timedelta(days=1)).isoformat()
+        for query, word in (
+            (f"cohorts?from={a}&to={later}", "has not begun"),
+            (f"report?date={later}", "has not begun"),
+            (f"insights?from=2001-01-01&to={b}", "2013-08-14"),
+            (f"cohorts?from={a}", "both"),
+            (f"cohorts?from={b}&to={a}", "after"),
+        ):
+            resp = await client.get(f"/api/chats/{chat_id}/{query}")
+            assert resp.status_code == 400, query
+            assert word in resp.json()["error"]
         bad = await client.get(f"/api/chats/{chat_id}/cohorts?from=2026-13-01&to={b}")
         assert bad.status_code == 400
         assert "from" in bad.json()["error"]

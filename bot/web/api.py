@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from bot import metrics, service
+from bot.cli import TELEGRAM_EPOCH
 
 if TYPE_CHECKING:
     from bot.web.app import WebState
@@ -59,9 +60,19 @@ def _day(request: Request, name: str) -> date | None:
     if value is None or value == "":
         return None
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
-        raise Refused(400, f"{name}: expected YYYY-MM-DD, got {value!r}") from None
+        raise Refused(400, f"{name}: expected YYYY-MM-DD, got {value[:40]!r}") from None
+    if day < TELEGRAM_EPOCH:
+        raise Refused(400, f"{name}: expected a day from {TELEGRAM_EPOCH} on")
+    return day
+
+
+async def not_after_today(request: Request, chat_id: int, day: date, name: str) -> None:
+    """As the CLI: a day that has not begun yet in the group's timezone is refused."""
+    today = await local_today(request, chat_id)
+    if day > today:
+        raise Refused(400, f"{name}: {day} has not begun yet (today is {today})")
 
 
 async def local_today(request: Request, chat_id: int) -> date:
@@ -80,6 +91,7 @@ async def span(
     if a is None or b is None:
         b = await local_today(request, chat_id) - timedelta(days=end)
         a = b - timedelta(days=default_days - 1)
+    await not_after_today(request, chat_id, b, "to")
     if a > b:
         raise Refused(400, f"from: {a} is after to {b}")
     if (b - a).days >= MAX_SPAN_DAYS:
@@ -96,6 +108,7 @@ async def report(request: Request) -> Response:
     chat_id = await readable_chat(request)
     state = web(request)
     day = _day(request, "date") or await local_today(request, chat_id) - timedelta(days=1)
+    await not_after_today(request, chat_id, day, "date")
     result = await service.digest(state.repo, state.config, chat_id, day, datetime.now(UTC))
     return JSONResponse(result.report)
 
