@@ -331,6 +331,11 @@ def test_the_mini_app_signs_in_with_init_data_and_follows_theme_params(
             f"&tgWebAppVersion=8.0&tgWebAppPlatform=android"
             f"&tgWebAppThemeParams={quote(json.dumps(theme))}"
         )
+        # the Telegram client's bridge on Android/iOS: the events the page posts to it
+        context.add_init_script(
+            "window.__events = []; window.TelegramWebviewProxy ="
+            " {postEvent: function (type) { window.__events.push(type); }};"
+        )
         page = context.new_page()
         page.goto(f"http://127.0.0.1:{port}/app?chat={chat_id}#{fragment}")
         page.wait_for_url(f"**/chats/{chat_id}")
@@ -341,6 +346,7 @@ def test_the_mini_app_signs_in_with_init_data_and_follows_theme_params(
         assert shown_labels(page) == api_labels(
             page, f"/chats/{chat_id}", page.input_value("#from"), page.input_value("#to")
         )
+        assert page.evaluate("window.__events") == ["web_app_ready", "web_app_expand"]
         page.screenshot(path=str(screens / "mini-app-android-dark.png"), full_page=True)
         # a Mini App opened with initData for someone else's account is not signed in
         stranger = context.browser.new_context() if context.browser else None

@@ -19,3 +19,20 @@
   }
   root.dataset.theme = dark ? "dark" : "light";
 })();
+// Tell the Telegram client the page is ready and may fill the screen (what its SDK's
+// ready() and expand() post; outside Telegram there is no one to tell).
+(function () {
+  function post(type) {
+    try {
+      if (window.TelegramWebviewProxy) {
+        window.TelegramWebviewProxy.postEvent(type, "");
+      } else if (window.parent !== window) {
+        window.parent.postMessage(JSON.stringify({eventType: type, eventData: ""}), "*");
+      }
+    } catch (e) { /* not inside Telegram */ }
+  }
+  if (sessionStorage.getItem("tgTheme") !== null || window.TelegramWebviewProxy) {
+    post("web_app_ready");
+    post("web_app_expand");
+  }
+})();
