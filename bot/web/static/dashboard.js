@@ -194,23 +194,35 @@
     }));
   }
 
+  var loading = 0;  // the latest range asked for: answers for an older one are dropped
+
   function load(from, to) {
+    var gen = ++loading;
+    function latest(draw) {
+      return function (x) { if (gen === loading) { draw(x); } };
+    }
     var q = "?from=" + from + "&to=" + to;
     var day = to < cfg.today ? to : addDays(cfg.today, -1);
     document.getElementById("csv").href = base + "/export.csv" + q;
     document.body.dataset.loaded = "";
-    return Promise.all([
-      get(base + "/cohorts" + q), get(base + "/active" + q),
-      get(base + "/report?date=" + day), get(base + "/report?date=" + addDays(day, -1)),
-      get(base + "/insights" + q).catch(function () { return null; })
-    ]).then(function (r) {
-      drawKpis(r[2], r[3]);
-      drawCohorts(r[0]);
-      drawTrends(r[0], r[1], r[2]);
-      drawAudience(r[1]);
-      if (r[4]) { drawInsights(r[4]); }
+    // cohorts first: it loads the group's history, which the other requests then reuse
+    // (fired together on a cold server, each would load it again); each part is drawn
+    // as soon as its numbers arrive
+    return get(base + "/cohorts" + q).then(function (cohorts) {
+      latest(drawCohorts)(cohorts);
+      var daily = Promise.all([
+        get(base + "/active" + q),
+        get(base + "/report?date=" + day), get(base + "/report?date=" + addDays(day, -1))
+      ]).then(latest(function (r) {
+        drawKpis(r[1], r[2]);
+        drawTrends(cohorts, r[0], r[1]);
+        drawAudience(r[0]);
+      }));
+      var growth = get(base + "/insights" + q).then(latest(drawInsights), function () { return null; });
+      return Promise.all([daily, growth]);
+    }).then(latest(function () {
       document.body.dataset.loaded = from + ".." + to;
-    });
+    }));
   }
 
   document.getElementById("range").addEventListener("submit", function (ev) {
