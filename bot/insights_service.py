@@ -29,7 +29,7 @@ async def insights_report(
     cohort = [e for e in joins if e.day <= day_to]
     lo = metrics.local_day_bounds(day_from, h.tz)[0]
     hi = metrics.local_day_bounds(day_to, h.tz)[1]
-    marks = insights.Marks(await repo.activity_of(chat_id, {e.user_id for e in cohort}, lo))
+    marks = insights.Marks(await repo.newcomer_activity(chat_id, lo, hi))
     quiet = insights.quiet_newcomers(h, cohort, marks, now)
     profiles = await repo.user_profiles(q.user_id for q in quiet)
     hours = insights.hours(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from telegram import ChatMember, ChatMemberUpdated, Message, Update
+from telegram import ChatMember, ChatMemberUpdated, Message, Update, User
 
 from bot import schedule
 from bot.classify import ADMIN_STATUSES, is_member_status
@@ -36,8 +36,11 @@ async def on_chat_member(update: Update, context: AppContext) -> None:
         return
     chat_id, user = cmu.chat.id, cmu.new_chat_member.user
     await start_tracking(context, cmu.chat, cmu.date)
-    await context.repo.record_users([(user.id, user.is_bot, user.full_name, user.username)])
     was_in, is_in, was_admin, is_admin = status_change(cmu)
+    source, inviter = join_source(cmu) if is_in and not was_in else (None, None)
+    # the inviter too: whether they are a bot decides whether the join is a referral
+    people = [user, *([inviter] if inviter is not None else [])]
+    await context.repo.record_users((u.id, u.is_bot, u.full_name, u.username) for u in people)
     seq = update.update_id
     # host status first: a user who joins as an admin is a host at their join (SPEC 2)
     if was_admin != is_admin and not user.is_bot:
@@ -46,7 +49,6 @@ async def on_chat_member(update: Update, context: AppContext) -> None:
         )
     if was_in != is_in:
         link = cmu.invite_link
-        source, inviter = join_source(cmu) if is_in else (None, None)
         await context.repo.record_membership(
             MembershipEvent(
                 chat_id,
@@ -57,25 +59,25 @@ async def on_chat_member(update: Update, context: AppContext) -> None:
                 "chat_member",
                 invite_link=(link.name or link.invite_link) if link is not None else None,
                 join_source=source,
-                inviter_id=inviter,
+                inviter_id=inviter.id if inviter is not None else None,
             )
         )
 
 
-def join_source(cmu: ChatMemberUpdated) -> tuple[str, int | None]:
+def join_source(cmu: ChatMemberUpdated) -> tuple[str, User | None]:
     """Source and inviter of a join seen as a chat_member update (SPEC 12).
 
     `from` is who performed the change: the newcomer for a link or folder join, whoever
     added them, or the admin who approved their join request."""
-    newcomer, performer, link = cmu.new_chat_member.user.id, cmu.from_user.id, cmu.invite_link
-    inviter = performer if performer != newcomer else None
+    newcomer, performer, link = cmu.new_chat_member.user, cmu.from_user, cmu.invite_link
+    inviter = performer if performer.id != newcomer.id else None
     if inviter is None and link is not None:
-        inviter = link.creator.id
+        inviter = link.creator
     if link is not None:
         return f"link:{link.name or link.invite_link}", inviter
     if cmu.via_join_request:
         return "request", inviter
-    return ("added" if performer != newcomer else "direct"), inviter
+    return ("added" if inviter is not None else "direct"), inviter
 
 
 async def on_my_chat_member(update: Update, context: AppContext) -> None:
@@ -113,8 +115,10 @@ async def on_service_members(update: Update, context: AppContext) -> None:
     joined = [u for u in msg.new_chat_members or () if u.id != me]
     left = msg.left_chat_member if msg.left_chat_member and msg.left_chat_member.id != me else None
     people = [*joined, *([left] if left else [])]
-    await context.repo.record_users((u.id, u.is_bot, u.full_name, u.username) for u in people)
     sender = msg.from_user.id if msg.from_user is not None else None
+    if joined and msg.from_user is not None and sender not in {u.id for u in joined}:
+        people.append(msg.from_user)  # the adder: a bot's adds are no referrals
+    await context.repo.record_users((u.id, u.is_bot, u.full_name, u.username) for u in people)
     for user in joined:
         source, inviter = service_join_source(sender, user.id)
         await context.repo.record_membership(

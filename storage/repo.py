@@ -714,14 +714,17 @@ class Repo:
 
     # ---- growth insights (SPEC 12) ----------------------------------------------------
 
-    async def activity_of(
-        self, chat_id: int, user_ids: Iterable[int], since_utc: datetime
+    async def newcomer_activity(
+        self, chat_id: int, start_utc: datetime, end_utc: datetime
     ) -> list[ActivityMark]:
-        """Every activity mark of these people from `since_utc` on: one index range scan
-        per level (a long IN list per chunk of people would rescan the range each time)."""
-        people = set(user_ids)
-        if not people:
-            return []
+        """The activity marks, from `start_utc` on, of the people who joined in [start, end):
+        one index range scan per level, the newcomers picked out by the database."""
+        joined = select(MembershipEventRow.user_id).where(
+            MembershipEventRow.chat_id == chat_id,
+            MembershipEventRow.kind == MemberKind.JOIN,
+            MembershipEventRow.ts >= to_ts(start_utc),
+            MembershipEventRow.ts < to_ts(end_utc),
+        )
         async with self._connect() as conn:
             rows = await conn.execute(
                 select(
@@ -729,13 +732,13 @@ class Repo:
                 ).where(
                     ActivityRow.chat_id == chat_id,
                     ActivityRow.level.in_([str(level) for level in Level]),
-                    ActivityRow.ts >= to_ts(since_utc),
+                    ActivityRow.ts >= to_ts(start_utc),
+                    ActivityRow.user_id.in_(joined),
                 )
             )
             return [
                 ActivityMark(chat_id, u, Level(level), from_ts(ts), mid)
                 for u, level, ts, mid in rows
-                if u in people
             ]
 
     async def member_message_counts(

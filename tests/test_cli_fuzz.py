@@ -26,6 +26,7 @@ VALUE_FLAGS = {
     "chats": [],
     "demo": ["--out"],
     "check": [],
+    "insights": ["--chat", "--from", "--to", "--days"],
 }
 WORDS = {  # switches and positionals
     "run": [],
@@ -36,12 +37,14 @@ WORDS = {  # switches and positionals
     "chats": [],
     "demo": [],
     "check": [],
+    "insights": ["--json"],
 }
 REQUIRED = {  # usually given, so that most runs get past argparse
     "db": ["status"],
     "report": ["--chat", "-1004242"],
     "import": ["RESULT"],
     "export": ["--chat", "-1004242"],
+    "insights": ["--chat", "-1004242"],
 }
 INTS = ["-1004242", "-42", "0", "-0", "12345", "1e3", "3660", "99999999999999999999999"]
 DAYS = ["2026-11-18", "2999-01-01", "0001-01-01", "9999-12-31", "2026-02-30", "2026-11-18T00"]
@@ -132,7 +135,9 @@ FUZZ = settings(
 )
 
 
-@pytest.mark.parametrize("command", ["run", "db", "report", "import", "export", "chats", "check"])
+@pytest.mark.parametrize(
+    "command", ["run", "db", "report", "import", "export", "chats", "check", "insights"]
+)
 def test_cli_never_prints_a_traceback(
     command: str,
     world: dict[str, str],

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -451,3 +451,55 @@ async def test_hours_of_a_half_hour_offset_zone_from_the_database(
         if m is not None
     }
     assert means == {(0, 23): 0.0, (1, 0): 2.0}  # Ben, and Ann at exactly 24 h
+
+
+async def test_live_adds_by_a_bot_are_no_referrals_and_by_someone_unseen_are(
+    tmp_path: Path, db_url: str
+) -> None:
+    from bot.insights_service import insights_report
+
+    group = tg.group(CHAT_ID)
+    helper, stranger = tg.user(900, "HelperBot", is_bot=True), tg.user(31, "Stranger")
+    x, y = tg.user(30, "X"), tg.user(32, "Y")
+    bot = tg.user(BOT_ID, "opsbot", True)
+    api = FakeBotAPI().start()
+    try:
+        api.admins[CHAT_ID] = [
+            tg.member(tg.user(1, "Host"), "creator"),
+            tg.member(bot, "administrator"),
+        ]
+        api.member_counts[CHAT_ID] = 2
+        config = make_config(api, db_url)
+        async with bot_running(config) as app:
+            api.push(
+                tg.chat_member(
+                    group,
+                    tg.user(1, "Host"),
+                    T0,
+                    tg.member(bot, "left"),
+                    tg.member(bot, "administrator"),
+                    mine=True,
+                ),
+                tg.chat_member(
+                    group, helper, T0 + 60, tg.member(x, "left"), tg.member(x, "member")
+                ),
+                tg.message(group, 5, T0 + 90, stranger, new_chat_members=[y]),
+            )
+            await settle(api)
+            report = await insights_report(
+                app.bot_data["repo"],
+                config,
+                CHAT_ID,
+                date(2026, 11, 18),
+                date(2026, 11, 18),
+                datetime(2026, 11, 30, tzinfo=UTC),
+            )
+    finally:
+        api.stop()
+    assert report["referral"] == {
+        "referred_joins": 1,  # Y, added by someone never seen (only members can add)
+        "referrers": 1,
+        "audience": 2,
+        "rate": 0.5,
+    }
+    assert [s["source"] for s in report["sources"]] == ["added"]  # type: ignore[index]

@@ -13,7 +13,8 @@ from bot import insights
 from bot.events import ActivityMark, HostChange, Level, MemberKind, MembershipEvent
 from bot.importer import ServiceItem, import_join_source
 from bot.metrics import GroupHistory
-from handlers.membership import join_source, service_join_source
+from handlers.membership import join_source as live_join_source
+from handlers.membership import service_join_source
 from tests import tg
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -74,6 +75,11 @@ def update(actor: dict[str, Any], link: dict[str, Any] | None = None, **extra: A
     )["chat_member"]
     raw.update(extra)
     return ChatMemberUpdated.de_json(raw, None)
+
+
+def join_source(cmu: ChatMemberUpdated) -> tuple[str, int | None]:
+    source, inviter = live_join_source(cmu)
+    return source, inviter.id if inviter is not None else None
 
 
 def test_a_named_link_is_its_name_and_its_creator_the_inviter() -> None:
