@@ -38,7 +38,7 @@ from bot.network import (
 from bot.redact import redact_in_logs
 from bot.tracking import refresh_all_admins, utcnow
 from bot.webhook import start_webhook_server
-from handlers import admin, commands, membership, messages, permissions
+from handlers import admin, commands, dashboard, membership, messages, permissions
 from storage.repo import Repo
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ COMMANDS = {
         ("hosts", "List hosts; reply with /hosts add|remove"),
         ("settings", "Timezone, language, digest time and destination"),
         ("export", "CSV of daily metrics and membership events, privately"),
+        ("dashboard", "Open the dashboard: charts, cohorts, sources"),
     ],
     "zh": [
         ("start", "功能介绍和设置清单"),
@@ -74,6 +75,7 @@ COMMANDS = {
         ("hosts", "查看主持人；回复某人消息 /hosts add|remove"),
         ("settings", "时区、语言、日报时间和发送位置"),
         ("export", "私聊导出每日指标和进退群记录（CSV）"),
+        ("dashboard", "打开数据仪表盘：图表、留存、来源"),
     ],
 }
 
@@ -134,6 +136,14 @@ def register(application: OpsApplication) -> None:
         group=-1,
     )
     # group 0: commands
+    # before /start: the dashboard's deep link (/start dash_<chat>) in the private chat
+    application.add_handler(
+        CommandHandler(
+            "start",
+            dashboard.on_start_dashboard,
+            filters=filters.ChatType.PRIVATE & filters.Regex(r"^/start dash_"),
+        )
+    )
     application.add_handler(CommandHandler(["start", "help"], commands.on_start))
     application.add_handler(CommandHandler("retention", commands.on_retention))
     application.add_handler(CommandHandler("active", commands.on_active))
@@ -146,6 +156,7 @@ def register(application: OpsApplication) -> None:
     application.add_handler(CommandHandler("export", admin.on_export))
     application.add_handler(CommandHandler("forgetme", admin.on_forgetme))
     application.add_handler(CommandHandler("purge", admin.on_purge))
+    application.add_handler(CommandHandler("dashboard", dashboard.on_dashboard))
     application.add_handler(CallbackQueryHandler(permissions.on_pick, pattern=r"^pick:"))
     application.add_error_handler(on_error)
 
@@ -306,8 +317,10 @@ async def running(
 
 async def run_until(application: OpsApplication, stop: asyncio.Event) -> None:
     """Run until `stop` is set, also when it is set while start-up is still waiting."""
+    from bot.web.server import dashboard_for
+
     try:
-        async with running(application, stop=stop):
+        async with running(application, stop=stop), dashboard_for(application):
             await stop.wait()
     except StartupStopped:
         log.info("stopped before start-up finished")

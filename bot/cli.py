@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bot.check import add_check_command
 
     add_check_command(sub, _add_config)
+    from bot.cli_dashboard import add_dashboard_command
+
+    add_dashboard_command(sub, _add_config)
     from bot.cli_insights import add_insights_command
 
     add_insights_command(sub, _add_config)

@@ -53,6 +53,12 @@ def add_offline_commands(
         help="folder for the export, the SQLite file and the chart, in an existing "
         "folder (opsbot-demo)",
     )
+    demo.add_argument(
+        "--serve", action="store_true", help="then serve the dashboard on it (Ctrl-C stops)"
+    )
+    demo.add_argument(
+        "--port", type=int, default=8080, metavar="N", help="the dashboard's port (8080)"
+    )
     demo.set_defaults(func=cmd_demo)
 
 
@@ -140,9 +146,17 @@ def cmd_chats(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_demo(args: argparse.Namespace, config: Config) -> int:
     """The README's first command: the product working, with no token and no server."""
+    if args.serve and not 0 < args.port < 65536:
+        print("opsbot: --port: expected a port number (1 to 65535)", file=sys.stderr)
+        return 2
     out = out_folder(args.out)
     with writing(out):
-        return _demo(out, config)
+        code = _demo(out, config)
+    if code == 0 and args.serve:
+        from bot.cli_dashboard import serve_demo
+
+        return serve_demo(config, out / "demo.db", args.port)
+    return code
 
 
 def _demo(out: Path, config: Config) -> int:

@@ -73,6 +73,20 @@ class GroupSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DashboardSettings:
+    """`[dashboard]`: the web dashboard and Mini App served next to the bot."""
+
+    enabled: bool = False
+    listen: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str | None = None  # https://… behind the TLS proxy; Mini Apps need HTTPS
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.listen}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     token: str | None = None
     api_base_url: str = DEFAULT_API_BASE_URL
@@ -85,6 +99,7 @@ class Config:
     retention_days: int = 400
     defaults: GroupSettings = field(default_factory=GroupSettings)
     groups: Mapping[int, GroupSettings] = field(default_factory=dict)
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
     source: str | None = None  # the file it came from, for messages
 
     def for_chat(self, chat_id: int) -> GroupSettings:
@@ -105,6 +120,7 @@ TELEGRAM_KEYS = {
 }
 PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
 STORAGE_KEYS = {"url", "retention_days"}
+DASHBOARD_KEYS = {"enabled", "listen", "port", "public_url"}
 SETTING_KEYS = {
     "timezone",
     "language",
@@ -383,9 +399,10 @@ def _section(raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:
 
 def config_from_mapping(raw: Mapping[str, Any], source: str | None = None) -> Config:
     for k in raw:
-        if k not in ("telegram", "storage", "defaults", "groups"):
+        if k not in ("telegram", "storage", "defaults", "groups", "dashboard"):
             raise ConfigError(
-                f"{k}: unknown key (expected [telegram], [storage], [defaults], [groups])"
+                f"{k}: unknown key (expected [telegram], [storage], [defaults], [groups], "
+                "[dashboard])"
             )
     tg, st = _section(raw, "telegram"), _section(raw, "storage")
     for k in tg:
@@ -436,8 +453,30 @@ def config_from_mapping(raw: Mapping[str, Any], source: str | None = None) -> Co
         retention_days=keep,
         defaults=defaults,
         groups=groups,
+        dashboard=_parse_dashboard(_section(raw, "dashboard")),
         source=source,
     )
+
+
+def _parse_dashboard(raw: Mapping[str, Any]) -> DashboardSettings:
+    for k in raw:
+        if k not in DASHBOARD_KEYS:
+            raise ConfigError(f"dashboard.{k}: unknown key")
+    enabled = raw.get("enabled", False)
+    if not isinstance(enabled, bool):
+        raise ConfigError("dashboard.enabled: expected true or false")
+    port = raw.get("port", 8080)
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        raise ConfigError("dashboard.port: expected a port number")
+    url = raw.get("public_url")
+    if url is not None and not (
+        isinstance(url, str) and re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", url)
+    ):
+        raise ConfigError(f"dashboard.public_url: expected an http(s) URL, got {url!r}")
+    listen = raw.get("listen", "127.0.0.1")
+    if not isinstance(listen, str) or not listen:
+        raise ConfigError("dashboard.listen: expected an address such as 127.0.0.1")
+    return DashboardSettings(enabled, listen, port, url.rstrip("/") if url else None)
 
 
 def replace_storage(config: Config, url: str) -> Config:

@@ -337,21 +337,22 @@ async def retention_rows(
 ) -> tuple[list[dict[str, object]], GroupSettings]:
     """The `days` most recent local days ending today, one row each (SPEC 9)."""
     data, span = await recent_days(repo, config, chat_id, days, now, active=False)
-    rows: list[dict[str, object]] = []
-    for day in span:
-        cells = {}
-        for name in data.settings.windows:
-            cell = metrics.retention(data.history, day, metrics.parse_window(name), now)
-            cells[name] = {
-                "retained": cell.retained,
-                "matured": cell.matured,
-                "pending": cell.pending,
-                "rate": cell.rate,
-            }
-        rows.append(
-            {"day": day.isoformat(), "joins": metrics.joins_on(data.history, day), "cells": cells}
-        )
+    rows = [cohort_row(data, day, now) for day in span]
     return rows, data.settings
+
+
+def cohort_row(data: GroupData, day: date, now: datetime) -> dict[str, object]:
+    """A join day's joins and its retention at every configured window (unrounded)."""
+    cells = {}
+    for name in data.settings.windows:
+        cell = metrics.retention(data.history, day, metrics.parse_window(name), now)
+        cells[name] = {
+            "retained": cell.retained,
+            "matured": cell.matured,
+            "pending": cell.pending,
+            "rate": cell.rate,
+        }
+    return {"day": day.isoformat(), "joins": metrics.joins_on(data.history, day), "cells": cells}
 
 
 async def active_rows(
@@ -457,3 +458,40 @@ def headcount_drift(
     if gap > DRIFT_PEOPLE and gap > DRIFT_SHARE * max(theirs, 1):
         return theirs, ours
     return None
+
+
+def span_days(day_from: date, day_to: date) -> list[date]:
+    return [day_from + timedelta(days=i) for i in range((day_to - day_from).days + 1)]
+
+
+async def cohort_rows_between(
+    repo: Repo, config: Config, chat_id: int, day_from: date, day_to: date, now: datetime
+) -> list[dict[str, object]]:
+    """`retention_rows` for the join days A..B (the dashboard's heat-map), rates rounded."""
+    data = await load_group(repo, config, chat_id, day_from, day_to, active=False)
+    rows = [cohort_row(data, day, now) for day in span_days(day_from, day_to)]
+    for row in rows:
+        cells: dict[str, dict[str, object]] = row["cells"]  # type: ignore[assignment]
+        for cell in cells.values():
+            cell["rate"] = r4(cell["rate"])  # type: ignore[arg-type]
+    return rows
+
+
+async def active_rows_between(
+    repo: Repo, config: Config, chat_id: int, day_from: date, day_to: date
+) -> list[dict[str, object]]:
+    """`active_rows` for the local days A..B, rates rounded."""
+    data = await load_group(repo, config, chat_id, day_from, day_to)
+    rows: list[dict[str, object]] = []
+    for day in span_days(day_from, day_to):
+        resp, audience, resp_rate = active_rate_on(data, day, Level.RESPONSE)
+        inter, _, inter_rate = active_rate_on(data, day, Level.INTERACTION)
+        rows.append(
+            {
+                "day": day.isoformat(),
+                "audience": audience,
+                "response": {"users": resp, "rate": r4(resp_rate)},
+                "interaction": {"users": inter, "rate": r4(inter_rate)},
+            }
+        )
+    return rows

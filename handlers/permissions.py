@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import TelegramError
 
 from bot import service
@@ -39,11 +39,18 @@ async def is_admin(context: AppContext, chat_id: int, user_id: int) -> bool:
     cache: dict[tuple[int, int], tuple[float, bool]] = context.bot_data.setdefault(
         "admin_checks", {}
     )
+    return await admin_now(context.bot, cache, chat_id, user_id)
+
+
+async def admin_now(
+    bot: Bot, cache: dict[tuple[int, int], tuple[float, bool]], chat_id: int, user_id: int
+) -> bool:
+    """getChatMember now, or its answer of at most 5 minutes ago (the dashboard uses it too)."""
     hit = cache.get((chat_id, user_id))
     if hit is not None and time.monotonic() - hit[0] <= HOST_CACHE_TTL_S:
         return hit[1]
     try:
-        member = await context.bot.get_chat_member(chat_id, user_id)
+        member = await bot.get_chat_member(chat_id, user_id)
         result = member.status in ADMIN_STATUSES
     except TelegramError:
         result = False

@@ -213,3 +213,16 @@ class FailedUpdate(Base):
     ts: Mapped[int] = mapped_column(BigInteger)
     error: Mapped[str] = mapped_column(String(FAILED_NAME_MAX))
     handler: Mapped[str] = mapped_column(String(FAILED_NAME_MAX))
+
+
+class DashboardToken(Base):
+    """Dashboard login links and sessions, by the SHA-256 of their secret (never the secret
+    itself), so `opsbot dashboard` in another process accepts what the bot handed out."""
+
+    __tablename__ = "dashboard_tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # login | session
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    chat_id: Mapped[int | None] = mapped_column(BigInteger)  # the group a login link opens
+    expires_ts: Mapped[int] = mapped_column(BigInteger, index=True)
+    used: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -60,6 +60,7 @@ class FakeBotAPI:
         self.max_batch = 100  # fewer updates per getUpdates make a stream last longer
         self.poll_delay = 0.0  # and so does a slower answer
         self.forbidden_chats: set[int] = set()
+        self.menu_button: dict[str, Any] = {"type": "default"}
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(10_000)
         self.server = _Server(("127.0.0.1", port), self._handler())
@@ -215,6 +216,9 @@ class FakeBotAPI:
         }
 
     def m_sendMessage(self, params: dict[str, Any]) -> Any:
+        refused = web_app_refusal(params, self._chat(int(params["chat_id"]))["type"])
+        if refused is not None:
+            return refused
         shown = _after_entities(str(params.get("text", "")), params.get("parse_mode"))
         if not shown.strip():
             return _bad_request("message text is empty")
@@ -232,6 +236,15 @@ class FakeBotAPI:
             # sent into a forum topic (the General topic has no thread id)
             topic = {"message_thread_id": int(thread), "is_topic_message": True}
         return self._sent(params, text=shown, **topic)
+
+    def m_setChatMenuButton(self, params: dict[str, Any]) -> Any:
+        button = params.get("menu_button") or {"type": "default"}
+        if button.get("type") == "web_app":
+            url = (button.get("web_app") or {}).get("url", "")
+            if not button.get("text") or not url.startswith("https://"):
+                return _bad_request("BUTTON_URL_INVALID")
+        self.menu_button = button
+        return True
 
     def m_sendPhoto(self, params: dict[str, Any]) -> Any:
         caption = _after_entities(str(params.get("caption", "")), params.get("parse_mode"))
@@ -348,6 +361,25 @@ class FakeBotAPI:
 
 def _bad_request(what: str) -> tuple[int, dict[str, Any]]:
     return 400, {"ok": False, "error_code": 400, "description": f"Bad Request: {what}"}
+
+
+def web_app_refusal(params: dict[str, Any], chat_type: str) -> tuple[int, dict[str, Any]] | None:
+    """Telegram's answer to web_app inline buttons outside a private chat (they are allowed
+    only there: 400 BUTTON_TYPE_INVALID), and to a Mini App URL that is not HTTPS."""
+    markup = params.get("reply_markup") or {}
+    for row in markup.get("inline_keyboard", []):
+        for button in row:
+            if "web_app" not in button:
+                continue
+            if chat_type != "private":
+                return _bad_request("BUTTON_TYPE_INVALID")
+            url = button["web_app"].get("url", "")
+            if not url.startswith("https://"):
+                return _bad_request(
+                    f"inline keyboard button Web App URL '{url}' is invalid: "
+                    "Only HTTPS links are allowed"
+                )
+    return None
 
 
 def _after_entities(text: str, parse_mode: str | None) -> str:
