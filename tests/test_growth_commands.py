@@ -15,12 +15,14 @@ So: sources direct (Carol, Erin), link:poster (Alice, Bob), added (Dan); one ref
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import html
 import io
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,11 +30,14 @@ from matplotlib.image import AxesImage
 from matplotlib.text import Annotation, Text
 
 from bot import charts, schedule
+from bot.chat_text import telegram_len
+from bot.cli import main
 from bot.context import OpsApplication
 from bot.parse import UsageError, parse_days
 from bot.targets import parse_metric
+from handlers.insights import quiet_html
 from tests import tg
-from tests.botapi_server import BOT_ID, FakeBotAPI
+from tests.botapi_server import BOT_ID, FakeBotAPI, _after_entities, _html_error
 from tests.e2e import bot_running, make_config, settle
 from tests.test_e2e_commands import CHAT, GROUP, HOST, TZ, command, join, leave, local
 
@@ -263,6 +268,34 @@ async def test_commands_answer_in_english(api: FakeBotAPI, bot: OpsApplication) 
     assert f"joined {day(1)} 09:00" in private
 
 
+def test_quiet_list_is_valid_html_cut_on_whole_lines_to_fit_one_message() -> None:
+    quiet = [
+        {
+            "user_id": 1000 + i,
+            "name": f"<b>Ann & {i}</b> " * 4,
+            "username": None,
+            "joined": "2026-11-29T10:00:00Z",
+        }
+        for i in range(300)
+    ]
+    report = {
+        "from": "2026-11-23",
+        "to": "2026-11-29",
+        "timezone": "Asia/Shanghai",
+        "quiet": quiet,
+    }
+    text = quiet_html(report, "en", "Camp", TZ)
+    assert _html_error(text, "HTML") is None  # names escaped: Telegram parses it
+    shown = _after_entities(text, "HTML")
+    assert telegram_len(shown) <= 4096
+    lines = shown.splitlines()
+    listed = len(lines) - 2  # the head line and the "more" line
+    assert 10 < listed < 300
+    assert lines[-1] == f"… and {300 - listed} more (try fewer days)"
+    assert lines[1].startswith("• <b>Ann & 0</b>")
+    assert '<a href="tg://user?id=1000">&lt;b&gt;Ann &amp; 0' in text
+
+
 # ---- referral_rate as a target ---------------------------------------------------------------
 
 
@@ -325,31 +358,57 @@ async def test_digest_names_the_top_source_with_its_same_day_retention(
 # ---- the sources CSV -----------------------------------------------------------------------
 
 
-async def test_export_adds_sources_per_day(api: FakeBotAPI, bot: OpsApplication) -> None:
-    await replies(api, command("/export 7", HOST))
-    files = {name: data for d in api.calls_of("sendDocument") for name, data in d.files.items()}
-    [sources] = [data for data in files.values() if data.startswith(b"\xef\xbb\xbfday,source,")]
-    rows = list(csv.reader(io.StringIO(sources.decode("utf-8-sig"))))
-    assert rows[0] == [
-        "day",
-        "source",
-        "joins",
-        "retained_1h",
-        "matured_1h",
-        "retained_day0",
-        "matured_day0",
-        "retained_day1",
-        "matured_day1",
-        "activated_users",
-        "activated_matured",
-    ]
+SOURCES_HEAD = [
+    "day",
+    "source",
+    "joins",
+    "retained_1h",
+    "matured_1h",
+    "retained_day0",
+    "matured_day0",
+    "retained_day1",
+    "matured_day1",
+    "activated_users",
+    "activated_matured",
+]
+
+
+def sources_expected() -> list[list[str]]:
     d2, d1 = str(day(2)), str(day(1))
-    assert rows[1:] == [
+    return [
+        SOURCES_HEAD,
         [d2, "link:poster", "2", "1", "2", "1", "2", "1", "2", "1", "2"],  # Bob left at 30 min
         [d2, "added", "1", "1", "1", "1", "1", "1", "1", "0", "1"],  # Dan only interacted
         [d2, "direct", "1", "1", "1", "1", "1", "1", "1", "0", "1"],  # Carol
         [d1, "direct", "1", "1", "1", "1", "1", "0", "0", "0", "1"],  # Erin: day1 tonight
     ]
+
+
+def csv_rows(data: bytes) -> list[list[str]]:
+    assert data.startswith(b"\xef\xbb\xbf")  # the BOM: Excel reads it as UTF-8
+    return list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
+
+
+async def test_export_adds_sources_per_day(
+    api: FakeBotAPI, bot: OpsApplication, db_url: str, tmp_path: Path
+) -> None:
+    await replies(api, command("/export 7", HOST))
+    [sources] = [
+        data
+        for d in api.calls_of("sendDocument")
+        if int(d.params["chat_id"]) == 1
+        for name, data in d.files.items()
+        if data.startswith(b"\xef\xbb\xbfday,source,")
+    ]
+    assert csv_rows(sources) == sources_expected()
+    # and the same file from `opsbot export`
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[storage]\nurl = "{db_url}"\n[defaults]\nactivation_days = 1\n')
+    out = tmp_path / "csv"
+    args = ["export", "--chat", str(CHAT), "--days", "7", "--out", str(out), "--config", str(cfg)]
+    assert await asyncio.to_thread(main, args) == 0
+    written = (out / f"opsbot_{CHAT}_sources.csv").read_bytes()
+    assert csv_rows(written) == sources_expected()
 
 
 # ---- the charts' artists -------------------------------------------------------------------
