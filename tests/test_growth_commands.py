@@ -329,6 +329,9 @@ async def test_referral_rate_target_is_set_shown_and_alerts_once(
     assert "样本：25" in alert
     [bad] = await replies(api, command("/settarget referral 10% 9-2", HOST))
     assert "用法：/settarget" in bad
+    [photo] = await sent(api, command("/trend referral 7", HOST), method="sendPhoto")
+    assert is_png(photo.files["photo"])
+    assert photo.params["caption"] == "转介绍率，最近 7 天"
 
 
 # ---- the digest's line -------------------------------------------------------------------
