@@ -354,6 +354,7 @@ def hours_figure(
         ax.set_xlabel(t(lang, "hours_chart_hour"))
         bar = fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
         bar.set_label(t(lang, "hours_chart_count"))
+        bar.ax.yaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))  # whole messages
         bar.outline.set_visible(False)
     return fig
 
