@@ -75,7 +75,8 @@ async def on_hours(update: Update, context: AppContext, call: GroupCall) -> None
     await reply_photo(update, charts.png(fig), "\n".join(caption))
 
 
-@group_command("quiet", write=False)
+# names of members: admins only, even with public_commands (like /export)
+@group_command("quiet", write=True)
 async def on_quiet(update: Update, context: AppContext, call: GroupCall) -> None:
     """The list goes to the admin's private chat (names link to the members), never to the
     group: the host greets them one by one."""

@@ -253,6 +253,18 @@ async def test_bad_days_get_the_usage_line(
     assert not api.calls_of("sendDocument")
 
 
+async def test_public_commands_open_the_numbers_but_never_the_quiet_list(
+    api: FakeBotAPI, db_url: str
+) -> None:
+    async with bot_running(make_config(api, db_url, public_commands=True)):
+        api.push(*history())
+        await settle(api)
+        [sources] = await replies(api, command("/sources 3", ALICE))
+        assert "link:poster" in sources
+        calls = await sent(api, command("/quiet", ALICE))
+        assert [c.params["text"] for c in calls] == ["只有本群管理员可以使用这个命令。"]
+
+
 async def test_commands_answer_in_english(api: FakeBotAPI, bot: OpsApplication) -> None:
     await replies(api, command("/settings language en", HOST))
     [bad] = await replies(api, command("/hours x", HOST))
