@@ -7,8 +7,7 @@ from datetime import date, datetime, timedelta
 
 from bot import metrics
 from bot.config import Target
-from bot.events import Level
-from bot.service import GroupData, active_rate_on, range_days
+from bot.service import GroupData, range_days, ranged_value
 from bot.targets import metric_window
 
 RECENT_COHORTS = 3  # only the freshest matured cohorts are checked: no alerts about old news
@@ -75,10 +74,7 @@ def _active_breach(data: GroupData, target: Target, last_day: date) -> Breach | 
     days = range_days(target.range, last_day, data.settings.campaign_start)
     if not days:
         return None
-    level = Level.RESPONSE if target.metric == "response_rate" else Level.INTERACTION
-    daily = [active_rate_on(data, d, level) for d in days]
-    value = metrics.mean_rate([rate for _, _, rate in daily])
-    audience = daily[-1][1] or 0
+    value, audience = ranged_value(data, target.metric, days)
     if value is None or audience < data.settings.min_sample or value >= target.value:
         return None
     period = f"{days[0].isoformat()}..{days[-1].isoformat()}"

@@ -38,7 +38,7 @@ from bot.network import (
 from bot.redact import redact_in_logs
 from bot.tracking import refresh_all_admins, utcnow
 from bot.webhook import start_webhook_server
-from handlers import admin, commands, dashboard, membership, messages, permissions
+from handlers import admin, commands, dashboard, insights, membership, messages, permissions
 from storage.repo import Repo
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,11 @@ COMMANDS = {
         ("settings", "Timezone, language, digest time and destination"),
         ("export", "CSV of daily metrics and membership events, privately"),
         ("dashboard", "Open the dashboard: charts, cohorts, sources"),
+        ("sources", "Where newcomers come from and who stays: /sources [days]"),
+        ("funnel", "Newcomer funnel, joined to referred: /funnel [days]"),
+        ("referrals", "Members who bring others: /referrals [days]"),
+        ("hours", "Heat-map of member messages by hour: /hours [days]"),
+        ("quiet", "Newcomers who have not spoken yet, privately: /quiet [days]"),
     ],
     "zh": [
         ("start", "功能介绍和设置清单"),
@@ -76,6 +81,11 @@ COMMANDS = {
         ("settings", "时区、语言、日报时间和发送位置"),
         ("export", "私聊导出每日指标和进退群记录（CSV）"),
         ("dashboard", "打开数据仪表盘：图表、留存、来源"),
+        ("sources", "新人来源及留存：/sources [天数]"),
+        ("funnel", "新人转化漏斗：/funnel [天数]"),
+        ("referrals", "转介绍：/referrals [天数]"),
+        ("hours", "成员消息时段热力图：/hours [天数]"),
+        ("quiet", "私聊查看尚未发言的新人：/quiet [天数]"),
     ],
 }
 
@@ -157,6 +167,11 @@ def register(application: OpsApplication) -> None:
     application.add_handler(CommandHandler("forgetme", admin.on_forgetme))
     application.add_handler(CommandHandler("purge", admin.on_purge))
     application.add_handler(CommandHandler("dashboard", dashboard.on_dashboard))
+    application.add_handler(CommandHandler("sources", insights.on_sources))
+    application.add_handler(CommandHandler("funnel", insights.on_funnel))
+    application.add_handler(CommandHandler("referrals", insights.on_referrals))
+    application.add_handler(CommandHandler("hours", insights.on_hours))
+    application.add_handler(CommandHandler("quiet", insights.on_quiet))
     application.add_handler(CallbackQueryHandler(permissions.on_pick, pattern=r"^pick:"))
     application.add_error_handler(on_error)
 

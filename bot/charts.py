@@ -311,3 +311,108 @@ def trend_png(
     group: str,
 ) -> bytes:
     return png(trend_figure(metric, points, target, lang, group))
+
+
+HEAT = "Blues"  # the heat-map's colour map: white (no messages) to the line colour
+
+
+def hours_figure(
+    messages: Sequence[Sequence[int]], lang: str, group: str, first: date, last: date
+) -> Figure:
+    """Member messages by local weekday (rows, Monday first) and hour (columns), each
+    cell shaded by its count and labelled with it when not zero."""
+    lang = chart_language(lang)
+    fig, ax = new_chart(t(lang, "hours_chart_title"), f"{group} · {date_range(first, last)}")
+    with _style():
+        ax.grid(False)
+        ax.spines[["left", "bottom"]].set_visible(False)
+        top = max((n for row in messages for n in row), default=0)
+        image = ax.imshow(
+            [list(row) for row in messages],
+            cmap=HEAT,
+            vmin=0,
+            vmax=max(top, 1),
+            aspect="auto",
+            gid="cells",
+        )
+        for d, row in enumerate(messages):
+            for h, n in enumerate(row):
+                if n:
+                    ax.text(
+                        h,
+                        d,
+                        str(n),
+                        ha="center",
+                        va="center",
+                        fontsize=5.5,
+                        color="white" if n > top * 0.6 else COLOURS["text"],
+                        gid="cell-value",
+                    )
+        ax.set_yticks(range(7), t(lang, "insights_weekdays").split())
+        ax.set_xticks(range(0, 24, 2), [f"{h:02d}" for h in range(0, 24, 2)])
+        ax.tick_params(length=0)
+        ax.set_xlabel(t(lang, "hours_chart_hour"))
+        bar = fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
+        bar.set_label(t(lang, "hours_chart_count"))
+        bar.ax.yaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))  # whole messages
+        bar.outline.set_visible(False)
+    return fig
+
+
+def funnel_figure(
+    steps: Sequence[tuple[str, int, float | None]],
+    pending: int,
+    lang: str,
+    group: str,
+    first: date,
+    last: date,
+) -> Figure:
+    """The newcomer funnel: one bar per step (label, users, share of `joined`), widest
+    first, each labelled with its users and share."""
+    lang = chart_language(lang)
+    fig, ax = new_chart(t(lang, "funnel_chart_title"), f"{group} · {date_range(first, last)}")
+    with _style():
+        ax.set_position((0.2, 0.14, 0.76, 0.68))  # room for the step names on the left
+        ax.grid(False)
+        ax.grid(axis="x", color=COLOURS["grid"], linewidth=0.8)
+        rows = list(range(len(steps)))
+        users = [n for _, n, _ in steps]
+        ax.barh(rows, users, height=0.6, color=COLOURS["line"], gid="steps")
+        ax.set_yticks(rows, [label for label, _, _ in steps])
+        ax.invert_yaxis()  # the first step on top
+        widest = max(users, default=0)
+        ax.set_xlim(0, max(widest, 1) * 1.25)  # room for the labels right of the bars
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        for row, (_, n, share) in zip(rows, steps, strict=True):
+            text = f"{n}" if share is None else f"{n} ({share * 100:.1f}%)"
+            ax.annotate(
+                text,
+                (n, row),
+                xytext=(4, 0),
+                textcoords="offset points",
+                va="center",
+                color=COLOURS["text"],
+                fontsize=9,
+                gid="step-value",
+            )
+        if pending:
+            fig.text(
+                0.015,
+                0.03,
+                t(lang, "funnel_chart_pending", n=pending),
+                fontsize=8.5,
+                color=COLOURS["muted"],
+                gid="pending",
+            )
+        if not widest:
+            ax.text(
+                0.5,
+                0.5,
+                t(lang, "chart_no_data"),
+                transform=ax.transAxes,
+                ha="center",
+                color=COLOURS["muted"],
+                fontsize=12,
+                gid="no-data",
+            )
+    return fig

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from telegram.constants import MessageLimit
 
 MAX_TEXT = MessageLimit.MAX_TEXT_LENGTH  # 4096, counted after entities are parsed
@@ -33,3 +35,22 @@ def quote(given: str, chars: int = QUOTE_CHARS) -> str:
     """User input as a reply shows it: on one line, at most `chars` characters, in quotes."""
     flat = " ".join(given.split())
     return f"“{flat[:chars]}{ELLIPSIS if len(flat) > chars else ''}”"
+
+
+def fit_lines(
+    head: tuple[str, str],
+    rows: Sequence[tuple[str, str]],
+    more: Callable[[int], str],
+    limit: int = MAX_TEXT,
+) -> str:
+    """An HTML message of a head line and whole rows, as many as fit: each is (HTML, the
+    text Telegram shows of it), counted as shown; `more(n)` ends it when n rows are left out
+    (its text is short and holds no tags)."""
+    room = limit - telegram_len(head[1]) - telegram_len(more(len(rows))) - 2
+    out = [head[0]]
+    for i, (markup, shown) in enumerate(rows):
+        room -= telegram_len(shown) + 1
+        if room < 0:
+            return "\n".join([*out, more(len(rows) - i)])
+        out.append(markup)
+    return "\n".join(out)

@@ -199,6 +199,7 @@ def cmd_report(args: argparse.Namespace, config: Config) -> int:
                     info.title or str(chat_id),
                     result.net,
                     result.changes,
+                    top_source=result.top_source,
                 )
             )
         return 0

@@ -134,61 +134,12 @@ def cmd_insights(args: argparse.Namespace, config: Config) -> int:
 def insights_text(report: Mapping[str, Any], lang: str, title: str) -> str:
     """The report as readable tables (zh or en)."""
     from bot.i18n import t
-    from bot.reports import _columns, pct, window_label
 
-    out = [
-        t(
-            lang,
-            "insights_title",
-            title=title,
-            start=report["from"],
-            end=report["to"],
-            tz=report["timezone"],
-        )
-    ]
-    sources: Sequence[Mapping[str, Any]] = report["sources"]
-    windows = list(sources[0]["retention"]) if sources else []
-    out += ["", t(lang, "insights_sources")]
-    if sources:
-        head = [t(lang, "insights_source"), t(lang, "table_joins")]
-        head += [window_label(lang, w) for w in windows]
-        head.append(t(lang, "insights_activated", days=report["activation_days"]))
-        table = [head]
-        for row in sources:
-            cells = [row["source"], str(row["joins"])]
-            for w in windows:
-                c = row["retention"][w]
-                cells.append(_cell(c["rate"], c["retained"], c["matured"], c["pending"]))
-            a = row["activated"]
-            cells.append(_cell(a["rate"], a["users"], a["matured"], a["pending"]))
-            table.append(cells)
-        out.append(_columns(table))
-    else:
-        out.append(t(lang, "insights_none"))
-    ref = report["referral"]
-    out += [
-        "",
-        t(
-            lang,
-            "insights_referral",
-            joins=ref["referred_joins"],
-            referrers=ref["referrers"],
-            audience=ref["audience"],
-            rate=pct(ref["rate"]),
-        ),
-    ]
-    funnel = report["funnel"]
-    out += ["", t(lang, "insights_funnel", pending=funnel["pending"])]
-    out.append(
-        _columns(
-            [
-                [t(lang, f"insights_step_{s['step']}"), str(s["users"]), pct(s["share"])]
-                for s in funnel["steps"]
-            ]
-        )
-    )
-    out += ["", t(lang, "insights_hours")]
-    out += _best_hours(report["hours"], lang)
+    out = [title_line(report, lang, title)]
+    out += ["", *sources_lines(report, lang)]
+    out += ["", referral_line(report, lang)]
+    out += ["", *funnel_lines(report, lang)]
+    out += ["", t(lang, "insights_hours"), *best_hours(report["hours"], lang)]
     out += ["", t(lang, "insights_quiet", n=len(report["quiet"]))]
     for q in report["quiet"]:
         who = q["name"] or str(q["user_id"])
@@ -198,6 +149,73 @@ def insights_text(report: Mapping[str, Any], lang: str, title: str) -> str:
     return "\n".join(out)
 
 
+# the sections, one each for the chat commands (/sources, /referrals, /funnel, /hours)
+
+
+def title_line(report: Mapping[str, Any], lang: str, title: str) -> str:
+    from bot.i18n import t
+
+    return t(
+        lang,
+        "insights_title",
+        title=title,
+        start=report["from"],
+        end=report["to"],
+        tz=report["timezone"],
+    )
+
+
+def sources_lines(report: Mapping[str, Any], lang: str) -> list[str]:
+    from bot.i18n import t
+    from bot.reports import _columns, window_label
+
+    sources: Sequence[Mapping[str, Any]] = report["sources"]
+    windows = list(sources[0]["retention"]) if sources else []
+    out = [t(lang, "insights_sources")]
+    if not sources:
+        return [*out, t(lang, "insights_none")]
+    head = [t(lang, "insights_source"), t(lang, "table_joins")]
+    head += [window_label(lang, w) for w in windows]
+    head.append(t(lang, "insights_activated", days=report["activation_days"]))
+    table = [head]
+    for row in sources:
+        cells = [row["source"], str(row["joins"])]
+        for w in windows:
+            c = row["retention"][w]
+            cells.append(_cell(c["rate"], c["retained"], c["matured"], c["pending"]))
+        a = row["activated"]
+        cells.append(_cell(a["rate"], a["users"], a["matured"], a["pending"]))
+        table.append(cells)
+    return [*out, _columns(table)]
+
+
+def referral_line(report: Mapping[str, Any], lang: str) -> str:
+    from bot.i18n import t
+    from bot.reports import pct
+
+    ref = report["referral"]
+    return t(
+        lang,
+        "insights_referral",
+        joins=ref["referred_joins"],
+        referrers=ref["referrers"],
+        audience=ref["audience"],
+        rate=pct(ref["rate"]),
+    )
+
+
+def funnel_lines(report: Mapping[str, Any], lang: str) -> list[str]:
+    from bot.i18n import t
+    from bot.reports import _columns, pct
+
+    funnel = report["funnel"]
+    steps = [
+        [t(lang, f"insights_step_{s['step']}"), str(s["users"]), pct(s["share"])]
+        for s in funnel["steps"]
+    ]
+    return [t(lang, "insights_funnel", pending=funnel["pending"]), _columns(steps)]
+
+
 def _cell(rate: float | None, users: int, matured: int, pending: int) -> str:
     from bot.reports import pct
 
@@ -205,7 +223,7 @@ def _cell(rate: float | None, users: int, matured: int, pending: int) -> str:
     return f"{text} +{pending}…" if pending else text
 
 
-def _best_hours(hours: Mapping[str, Any], lang: str, top: int = 3) -> list[str]:
+def best_hours(hours: Mapping[str, Any], lang: str, top: int = 3) -> list[str]:
     """The busiest cells and the cells where host posts drew the most responders."""
     from bot.i18n import t
 

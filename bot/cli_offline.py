@@ -196,7 +196,16 @@ def _demo(out: Path, config: Config) -> int:
             result = await service.digest(repo, config, chat_id, last_day, now)
             clock = f"{settings.digest_time:%H:%M}"
             print(f"— Yesterday's digest, {last_day} (what the bot posts at {clock}) —")
-            print(reports.digest_text(result.report, lang, spec.title, result.net, result.changes))
+            print(
+                reports.digest_text(
+                    result.report,
+                    lang,
+                    spec.title,
+                    result.net,
+                    result.changes,
+                    top_source=result.top_source,
+                )
+            )
             rows, _ = await service.retention_rows(repo, config, chat_id, 14, now)
             print(
                 "\n— Retention by join day, last 14 days (/retention 14); "

@@ -1,14 +1,16 @@
-"""CSV exports: daily metrics and membership events (for /export and `opsbot export`)."""
+"""CSV exports: daily metrics, membership events and sources per day (for /export and
+`opsbot export`)."""
 
 from __future__ import annotations
 
 import csv
 import io
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 
 from bot import metrics, service
 from bot.config import Config
+from bot.insights_service import sources_by_day
 from storage.repo import Repo
 
 DAILY_COLUMNS = (
@@ -59,9 +61,14 @@ async def export_files(
         for e in history.membership
         if e.ts_utc >= start
     ]
+    shown = [date.fromisoformat(str(row["date"])) for row in daily]
+    columns, sources = (
+        await sources_by_day(repo, config, chat_id, shown, now) if shown else ([], [])
+    )
     return {
         f"opsbot_{chat_id}_daily.csv": to_csv(
             DAILY_COLUMNS, ([r.get(c) for c in DAILY_COLUMNS] for r in daily)
         ),
         f"opsbot_{chat_id}_members.csv": to_csv(EVENT_COLUMNS, events),
+        f"opsbot_{chat_id}_sources.csv": to_csv(columns, sources),
     }

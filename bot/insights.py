@@ -289,3 +289,24 @@ def quiet_newcomers(
     ]
     quiet.sort(key=lambda e: (e.ts_utc, e.seq))
     return [QuietNewcomer(e.user_id, e.ts_utc) for e in quiet]
+
+
+DAY_0 = metrics.parse_window("day0")
+
+
+def top_source(
+    history: metrics.GroupHistory, day: date, now: datetime
+) -> dict[str, object] | None:
+    """The source with the most cohort entries of local day D (ties by source key), with
+    their pooled day-0 retention; None when nobody joined that day (the digest's line)."""
+    groups: dict[str, list[Entry]] = {}
+    for e in entries(history, day, day):
+        groups.setdefault(e.source, []).append(e)
+    if not groups:
+        return None
+    source, group = min(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    return {
+        "source": source,
+        "joins": len(group),
+        "day0": cell_dict(retention_cell(history, group, DAY_0, now), "retained"),
+    }

@@ -7,6 +7,7 @@ Rates (and shares, and means) are kept unrounded here; they are rounded when pri
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from bot import insights, metrics, service
 from bot.config import Config
@@ -73,3 +74,32 @@ def rounded(value: object, key: str = "") -> object:
     if key in RATE_KEYS and isinstance(value, float):
         return round(value, 4)
     return value
+
+
+async def sources_by_day(
+    repo: Repo, config: Config, chat_id: int, days: list[date], now: datetime
+) -> tuple[list[str], list[list[object]]]:
+    """One row per local day and source with cohort entries (the CSV export): the day, the
+    source, its joins, retained and matured at every window, activated users and matured."""
+    data = await service.load_group(repo, config, chat_id, days[0], days[-1], active=False)
+    h, settings = data.history, data.settings
+    lo = metrics.local_day_bounds(days[0], h.tz)[0]
+    hi = metrics.local_day_bounds(days[-1], h.tz)[1]
+    marks = insights.Marks(await repo.newcomer_activity(chat_id, lo, hi))
+    columns = ["day", "source", "joins"]
+    for w in settings.windows:
+        columns += [f"retained_{w}", f"matured_{w}"]
+    columns += ["activated_users", "activated_matured"]
+    rows: list[list[object]] = []
+    for day in days:
+        cohort = insights.entries(h, day, day)
+        for src in insights.by_source(
+            h, cohort, settings.windows, marks, settings.activation_days, now
+        ):
+            row: list[object] = [day.isoformat(), src["source"], src["joins"]]
+            retention: Any = src["retention"]
+            for w in settings.windows:
+                row += [retention[w]["retained"], retention[w]["matured"]]
+            activated: Any = src["activated"]
+            rows.append([*row, activated["users"], activated["matured"]])
+    return columns, rows

@@ -16,7 +16,7 @@ from bot.config import (
     parse_rate,
     parse_timezone,
 )
-from bot.targets import ACTIVE_METRICS, WindowTooLong, parse_metric, parse_range
+from bot.targets import RANGED_METRICS, WindowTooLong, parse_metric, parse_range
 
 MAX_DAYS = 90
 MIN_DATE = date(2013, 1, 1)  # before Telegram; earlier dates overflow the date arithmetic
@@ -85,13 +85,13 @@ def parse_settarget(args: list[str]) -> TargetChange:
         raise UsageError("usage_settarget", "bad_rate", args[1]) from None
     rng = None
     if len(args) > 2:
-        if metric not in ACTIVE_METRICS:
+        if metric not in RANGED_METRICS:
             raise UsageError("usage_settarget")
         try:
             rng = parse_range(" ".join(args[2:]))
         except ValueError:
             raise UsageError("usage_settarget", "bad_range", " ".join(args[2:])) from None
-    elif metric in ACTIVE_METRICS:
+    elif metric in RANGED_METRICS:
         rng = "last 7"
     return TargetChange(metric, value, rng)
 

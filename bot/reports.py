@@ -43,6 +43,7 @@ def digest_text(
     net: int | None,
     changes: Sequence[float | None] = (),
     notes: Sequence[str] = (),
+    top_source: Mapping[str, Any] | None = None,
 ) -> str:
     head = report["headcount_end"]
     lines = [
@@ -64,6 +65,7 @@ def digest_text(
             f"  {window_label(lang, name)}: {pct(cell['rate'], cell['retained'], cell['matured'])}"
             f"{pending} · {t(lang, 'cohort_of', cohort=cell['cohort'])}"
         )
+    lines.append("  " + top_source_line(top_source, lang))
     active = report["active"]
     audience = active["audience"]
     lines += ["", t(lang, "digest_active", audience="—" if audience is None else audience)]
@@ -82,6 +84,18 @@ def digest_text(
     for note in notes:
         lines.append(f"⚠️ {note}")
     return "\n".join(lines)
+
+
+def top_source_line(top: Mapping[str, Any] | None, lang: str) -> str:
+    """The day's source with the most joins and its same-day retention (or none)."""
+    if top is None:
+        return t(lang, "digest_top_source_none")
+    cell = top["day0"]
+    pending = f" {t(lang, 'pending', n=cell['pending'])}" if cell["pending"] else ""
+    rate = pct(cell["rate"], cell["retained"], cell["matured"])
+    return t(
+        lang, "digest_top_source", source=top["source"], joins=top["joins"], rate=rate + pending
+    )
 
 
 def retention_table(

@@ -128,7 +128,13 @@ async def send_digest(
         title = info.title or str(chat_id)
         notes = await _quality_notes(application, repo, chat_id, result.data, now, settings)
         text = reports.digest_text(
-            result.report, settings.language, title, result.net, result.changes, notes
+            result.report,
+            settings.language,
+            title,
+            result.net,
+            result.changes,
+            notes,
+            top_source=result.top_source,
         )
         chart = None
         if settings.digest_chart:

@@ -7,13 +7,13 @@ commands and the CLI all use it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from bot import metrics
+from bot import insights, metrics
 from bot.config import (
     Config,
     ConfigError,
@@ -25,7 +25,7 @@ from bot.config import (
     parse_timezone,
 )
 from bot.events import Level
-from bot.targets import ACTIVE_METRICS, metric_window, parse_metric, parse_range
+from bot.targets import RANGED_METRICS, metric_window, parse_metric, parse_range
 from storage.repo import Repo
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def stored_target(metric: str, value: float | None, rng: str | None) -> Target |
         return None
     if not 0 <= value <= 1:  # NaN too
         raise ValueError("value")
-    if canonical not in ACTIVE_METRICS:
+    if canonical not in RANGED_METRICS:
         return Target(canonical, value, None)
     return Target(canonical, value, parse_range(rng) if rng is not None else "last 7")
 
@@ -197,12 +197,26 @@ def target_value(
         cohort_day = metrics.report_cohort_day(day, w)
         cell = metrics.retention(data.history, cohort_day, w, now)
         return cell.rate, cohort_day.isoformat()
-    level = Level.RESPONSE if target.metric == "response_rate" else Level.INTERACTION
     days = range_days(target.range, day, data.settings.campaign_start)
     if not days:
         return None, target.range or ""
-    rates = [active_rate_on(data, d, level)[2] for d in days]
-    return metrics.mean_rate(rates), f"{days[0].isoformat()}..{days[-1].isoformat()}"
+    value, _ = ranged_value(data, target.metric, days)
+    return value, f"{days[0].isoformat()}..{days[-1].isoformat()}"
+
+
+def ranged_value(data: GroupData, metric: str, days: Sequence[date]) -> tuple[float | None, int]:
+    """A ranged metric over local days A..B and its sample: the mean of the daily active
+    rates and the last day's audience, or the referral rate of A..B and its audience."""
+    if metric == "referral_rate":
+        h, first, last = data.history, days[0], days[-1]
+        ref = insights.referral(h, insights.entries(h, first, last), first, last)
+        rate, audience = ref["rate"], ref["audience"]
+        assert rate is None or isinstance(rate, float)
+        assert isinstance(audience, int)
+        return rate, audience
+    level = Level.RESPONSE if metric == "response_rate" else Level.INTERACTION
+    daily = [active_rate_on(data, d, level) for d in days]
+    return metrics.mean_rate([rate for _, _, rate in daily]), daily[-1][1] or 0
 
 
 def earliest_day_needed(targets: list[Target], day: date, settings: GroupSettings) -> date:
@@ -213,7 +227,7 @@ def earliest_day_needed(targets: list[Target], day: date, settings: GroupSetting
 def metric_days(targets: list[Target], settings: GroupSettings) -> list[int]:
     out = []
     for t in targets:
-        if t.metric in ACTIVE_METRICS:
+        if t.metric in RANGED_METRICS:
             if t.range and t.range.startswith("last "):
                 out.append(int(t.range.split()[1]))
             elif t.range and settings.campaign_start:
@@ -297,6 +311,7 @@ class Digest(NamedTuple):
     net: int | None  # head-count change against the day before
     changes: list[float | None]  # each target's value change against the day before
     data: GroupData
+    top_source: dict[str, object] | None = None  # the day's top source, its day-0 retention
 
 
 async def digest(repo: Repo, config: Config, chat_id: int, day: date, now: datetime) -> Digest:
@@ -315,7 +330,13 @@ async def digest(repo: Repo, config: Config, chat_id: int, day: date, now: datet
         today, _ = target_value(data, target, day, now)
         before, _ = target_value(data, target, day - timedelta(days=1), now)
         changes.append(None if today is None or before is None else today - before)
-    return Digest(report_from(data, targets, day, now), net_change(data, day, now), changes, data)
+    return Digest(
+        report_from(data, targets, day, now),
+        net_change(data, day, now),
+        changes,
+        data,
+        insights.top_source(data.history, day, now),
+    )
 
 
 async def recent_days(
@@ -396,8 +417,7 @@ async def metric_series(
             cell = metrics.retention(data.history, day, metrics.parse_window(window), now)
             series.append(TrendPoint(day, cell.rate, cell.matured, cell.pending > 0))
         else:
-            level = Level.RESPONSE if metric == "response_rate" else Level.INTERACTION
-            _, audience, rate = active_rate_on(data, day, level)
+            rate, audience = ranged_value(data, metric, [day])
             series.append(TrendPoint(day, rate, audience, day == span[-1]))
     target = next(
         (

@@ -12,13 +12,17 @@ ALIASES = {
     "next_day": "retention_day1",
     "response": "response_rate",
     "interaction": "interaction_rate",
+    "referral": "referral_rate",
     "1小时留存": "retention_1h",
     "当天留存": "retention_day0",
     "次日留存": "retention_day1",
     "响应率": "response_rate",
     "互动率": "interaction_rate",
+    "转介绍率": "referral_rate",
 }
 ACTIVE_METRICS = ("response_rate", "interaction_rate")
+# metrics over a range of days (`last N` or campaign days A-B): the active rates, referrals
+RANGED_METRICS = (*ACTIVE_METRICS, "referral_rate")
 # windows past a month are typos, and the alert job reads 40 days back (bot/schedule.py)
 MAX_WINDOW_DAYS, MAX_WINDOW_HOURS = 30, 720
 MAX_RANGE_DAYS = 366  # `last N` and campaign days A-B
@@ -58,7 +62,7 @@ def parse_metric(name: str) -> str:
     WindowTooLong for a retention window past day30 / 720h."""
     key = name.strip()
     canonical = ALIASES.get(key, ALIASES.get(key.lower(), key.lower()))
-    if canonical in ACTIVE_METRICS:
+    if canonical in RANGED_METRICS:
         return canonical
     if canonical.startswith("retention_"):
         try:
@@ -70,8 +74,8 @@ def parse_metric(name: str) -> str:
     raise ValueError(
         f"unknown metric {name[:32]!r}; valid: retention_1h, retention_day0, retention_day1, "
         f"retention_<window> (up to day{MAX_WINDOW_DAYS} or {MAX_WINDOW_HOURS}h), "
-        "response_rate, interaction_rate (or 1h, same_day, next_day, "
-        "response, interaction, 1小时留存, 当天留存, 次日留存, 响应率, 互动率)"
+        "response_rate, interaction_rate, referral_rate (or 1h, same_day, next_day, "
+        "response, interaction, referral, 1小时留存, 当天留存, 次日留存, 响应率, 互动率, 转介绍率)"
     )
 
 

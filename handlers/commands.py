@@ -74,7 +74,14 @@ async def on_report(update: Update, context: AppContext, call: GroupCall) -> Non
         await reply(update, t(call.lang, "report_not_begun", date=day, tz=tz, last=last))
         return
     result = await service.digest(context.repo, context.config, call.chat_id, day, now)
-    text = reports.digest_text(result.report, call.lang, call.title, result.net, result.changes)
+    text = reports.digest_text(
+        result.report,
+        call.lang,
+        call.title,
+        result.net,
+        result.changes,
+        top_source=result.top_source,
+    )
     await reply(update, text, pre=True)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from telegram import InlineKeyboardMarkup, Update
+from telegram import Bot, InlineKeyboardMarkup, Update
 from telegram.constants import ParseMode
 
 from bot.chat_text import MAX_CAPTION, fit, quote
@@ -31,6 +31,12 @@ async def reply_photo(update: Update, png: bytes, caption: str) -> None:
     msg = update.effective_message
     if msg is not None:
         await msg.reply_photo(png, caption=fit(caption, MAX_CAPTION))
+
+
+async def send_html(bot: Bot, chat_id: int, text: str) -> None:
+    """A message of our own HTML (already fitted: bot.chat_text.fit_lines) to a chat, such
+    as an admin's private chat; Forbidden when the user never started the bot."""
+    await bot.send_message(chat_id, text, parse_mode=ParseMode.HTML)
 
 
 def usage_text(exc: UsageError, lang: str) -> str:

@@ -59,6 +59,8 @@ class FakeBotAPI:
         self.max_poll_wait = 0.2
         self.max_batch = 100  # fewer updates per getUpdates make a stream last longer
         self.poll_delay = 0.0  # and so does a slower answer
+        # private chats of users who never started the bot: sending there is refused with
+        # Telegram's 403 "Forbidden: bot can't initiate conversation with a user"
         self.forbidden_chats: set[int] = set()
         self.menu_button: dict[str, Any] = {"type": "default"}
         self._update_ids = itertools.count(1)
@@ -219,6 +221,9 @@ class FakeBotAPI:
         refused = web_app_refusal(params, self._chat(int(params["chat_id"]))["type"])
         if refused is not None:
             return refused
+        bad = _html_error(str(params.get("text", "")), params.get("parse_mode"))
+        if bad:
+            return _bad_request(f"can't parse entities: {bad}")
         shown = _after_entities(str(params.get("text", "")), params.get("parse_mode"))
         if not shown.strip():
             return _bad_request("message text is empty")
@@ -247,6 +252,9 @@ class FakeBotAPI:
         return True
 
     def m_sendPhoto(self, params: dict[str, Any]) -> Any:
+        bad = _html_error(str(params.get("caption", "")), params.get("parse_mode"))
+        if bad:
+            return _bad_request(f"can't parse entities: {bad}")
         caption = _after_entities(str(params.get("caption", "")), params.get("parse_mode"))
         if _utf16_len(caption) > 1024:
             return _bad_request("message caption is too long")
@@ -387,6 +395,60 @@ def _after_entities(text: str, parse_mode: str | None) -> str:
     if parse_mode == "HTML":
         return html.unescape(re.sub(r"<[^>]*>", "", text))
     return text
+
+
+HTML_TAGS = frozenset(
+    [
+        "b",
+        "strong",
+        "i",
+        "em",
+        "u",
+        "ins",
+        "s",
+        "strike",
+        "del",
+        "span",
+        "tg-spoiler",
+        "a",
+        "code",
+        "pre",
+        "blockquote",
+        "tg-emoji",
+    ]
+)
+HTML_ENTITY = re.compile(r"&(?:lt|gt|amp|quot|#[0-9]+|#x[0-9a-fA-F]+);")
+HTML_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)((?:\s+[^<>]*)?)>")
+
+
+def _html_error(text: str, parse_mode: str | None) -> str | None:
+    """What Telegram refuses in parse_mode HTML: tags it does not support, unbalanced
+    tags, a bare `<` or `>`, or `&` that starts no entity it knows."""
+    if parse_mode != "HTML":
+        return None
+    open_tags: list[str] = []
+    pos = 0
+    for m in HTML_TAG.finditer(text):
+        gap = text[pos : m.start()]
+        if "<" in gap or ">" in gap:
+            return f"Unsupported start tag at byte offset {len(text[:pos].encode())}"
+        pos = m.end()
+        closing, name = m.group(1), m.group(2).lower()
+        if name not in HTML_TAGS:
+            return f'Unsupported start tag "{name}"'
+        if closing:
+            if not open_tags or open_tags.pop() != name:
+                return f'Unmatched end tag "{name}"'
+        else:
+            open_tags.append(name)
+    if "<" in text[pos:] or ">" in text[pos:]:
+        return f"Unsupported start tag at byte offset {len(text[:pos].encode())}"
+    if open_tags:
+        return f'Can\'t find end tag corresponding to start tag "{open_tags[-1]}"'
+    for i, ch in enumerate(text):
+        if ch == "&" and not HTML_ENTITY.match(text, i):
+            return f"Character entity expected at byte offset {len(text[:i].encode())}"
+    return None
 
 
 def _utf16_len(text: str) -> int:
