@@ -18,8 +18,15 @@ def pct(rate: float | None, retained: int | None = None, matured: int | None = N
 
 
 def window_label(lang: str, name: str) -> str:
+    """A retention window's column name: `day1` -> 次日 / next day, `day7` -> 第7天 / day 7."""
     label = t(lang, f"window_{name}")
-    return name if label == f"window_{name}" else label
+    if label != f"window_{name}":
+        return label
+    if name.endswith("h") and name[:-1].isdigit():
+        return t(lang, "window_hours", n=name[:-1])
+    if name.startswith("day") and name[3:].isdigit():
+        return t(lang, "window_days", n=name[3:])
+    return name
 
 
 def metric_label(lang: str, metric: str) -> str:

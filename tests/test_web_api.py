@@ -191,3 +191,58 @@ async def test_login_attempts_are_rate_limited(group: tuple[Repo, int], db_url: 
         codes = [(await client.get(f"/login/guess{i}")).status_code for i in range(25)]
     assert codes[:20] == [401] * 20
     assert codes[20:] == [429] * 5
+
+
+@pytest.mark.parametrize(
+    ("lang", "expected"),
+    [
+        ("zh", {"day7": ("第7天", "第7天留存"), "24h": ("24小时", "24小时留存")}),
+        ("en", {"day7": ("Day 7", "Day-7 retention"), "24h": ("24 hours", "24-hour retention")}),
+    ],
+)
+async def test_the_page_names_configured_windows_and_targets_in_the_group_language(
+    db_url: str, tmp_path: Path, lang: str, expected: dict[str, tuple[str, str]]
+) -> None:
+    """The names the page gives the JSON answers' ids come from the chat texts, for every
+    configured window and every target in force, in the group's language."""
+    import re
+
+    from bot.config import Target
+    from bot.reports import window_label
+
+    config = config_for(
+        db_url,
+        language=lang,
+        windows=("1h", "day1", "24h", "day7"),
+        targets=(Target("retention_day7", 0.5),),
+    )
+    repo = await Repo.open(db_url)
+    try:
+        chat_id = await small_group(repo, config, tmp_path)
+        state = offline_state(repo, config)
+        link = await login_link(state.repo, state.base_url, ADMIN, chat_id)
+        async with client_for(state) as client:
+            await client.get(link.removeprefix(state.base_url))
+            page = (await client.get(f"/chats/{chat_id}")).text
+    finally:
+        await repo.close()
+    found = re.search(r'<script id="cfg" type="application/json">(.*?)</script>', page)
+    assert found
+    names = json.loads(found.group(1))["names"]
+    for window, (column, metric) in expected.items():
+        assert names["windows"][window] == column
+        assert names["metrics"][f"retention_{window}"] == metric
+        assert window_label(lang, window).lower() == column.lower()  # the /retention header
+    assert names["metrics"]["retention_day1"] == (
+        "次日留存" if lang == "zh" else "Next-day retention"
+    )
+    assert set(names["steps"]) == {
+        "joined",
+        "stayed_1h",
+        "stayed_day1",
+        "responded",
+        "interacted",
+        "referred",
+    }
+    assert names["pp"] == ("{n} 个百分点" if lang == "zh" else "{n} pp")
+    assert names["target"] == ("目标 {value}" if lang == "zh" else "Target {value}")

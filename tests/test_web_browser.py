@@ -187,9 +187,114 @@ def test_heat_map_cells_show_the_api_numbers_and_follow_the_range(
     assert second != first
     assert sum(second.values()) == 15  # 5 days x 3 windows, all matured
     assert page.get_attribute("#csv", "href") == f"/api{chat}/export.csv?from={a}&to={b}"
-    kpis = page.inner_text("#kpis")
-    assert "retention_day1" in kpis
-    assert "response_rate" in kpis
+    check_names(page, "zh")
+    page.set_viewport_size({"width": 1200, "height": 900})
+    page.locator("#kpis").screenshot(path=str(screens / "zh-kpis.png"))
+    page.locator("#trends").screenshot(path=str(screens / "zh-trends.png"))
+    page.locator("#funnel").screenshot(path=str(screens / "zh-funnel.png"))
+    page.set_viewport_size({"width": 400, "height": 860})
+
+
+RAW_IDS = re.compile(
+    r"retention_|response_rate|interaction_rate|stayed_|\b(?:joined|responded|interacted|"
+    r"referred|day\d+|\d+h)\b|✅|❌| pt\b"
+)
+
+
+def svg_texts(page: Page, chart: str) -> list[str]:
+    texts: list[str] = page.eval_on_selector_all(
+        f"#{chart} svg text", "els => els.map(e => e.textContent)"
+    )
+    return texts
+
+
+def js_pct(rate: float | None) -> str:
+    """dashboard.js pct(): 0.835 -> `83.5%`, 1 -> `100%`."""
+    return "–" if rate is None else f"{int(rate * 1000 + 0.5) / 10:g}%"
+
+
+def check_names(page: Page, lang: str) -> None:
+    """Where the page names a metric, a retention window or a funnel step, it uses the chat
+    texts' names in the group's language, never the ids of the JSON answers."""
+    from bot.i18n import t
+    from bot.reports import metric_label
+
+    origin = re.sub(r"^(https?://[^/]+).*$", r"\1", page.url)
+    api = f"{origin}/api{_path(page)}"
+    day = page.inner_text("#report-day").split()[-1]
+    report = page.request.get(f"{api}/report?date={day}").json()
+    q = f"?from={page.input_value('#from')}&to={page.input_value('#to')}"
+    insights = page.request.get(f"{api}/insights{q}").json()
+    zh = lang == "zh"
+    # KPI cards: the metric's name, a drawn mark and the met/missed word, the change in pp
+    titles = page.eval_on_selector_all("#kpis .metric", "els => els.map(e => e.textContent)")
+    assert titles == [metric_label(lang, x["metric"]) for x in report["targets"]]
+    assert ("次日留存" if zh else "Next-day retention") in titles
+    assert ("响应率" if zh else "Response rate") in titles
+    status = page.eval_on_selector_all(
+        "#kpis .status",
+        "els => els.map(e => [e.textContent, e.className,"
+        " e.querySelector('.mark') ? e.querySelector('.mark').getBoundingClientRect().width : 0])",
+    )
+    met, missed = ("达标", "未达标") if zh else ("met", "missed")
+    for (text, cls, mark_width), x in zip(status, report["targets"], strict=True):
+        if x["met"] is not None:
+            assert text == (met if x["met"] else missed)
+            assert cls == ("status met" if x["met"] else "status missed")
+            assert mark_width > 8
+    changes = page.eval_on_selector_all(
+        "#kpis .change:last-child", "els => els.map(e => e.textContent)"
+    )
+    unit = r" 个百分点" if zh else r" pp"
+    before = "较前一天" if zh else "vs the day before"
+    assert changes
+    assert all(re.fullmatch(rf"{before} (–|[↑↓→]\d+\.\d{unit})", c) for c in changes)
+    assert any("–" not in c for c in changes)
+    assert page.evaluate("opsbotPpChange(0.5, 0.528)") == "↓" + t(lang, "pp", n="2.8")
+    assert page.evaluate("opsbotPpChange(0.9, 0.88)") == "↑" + t(lang, "pp", n="2.0")
+    # the trend chart: the legend's names, and the target lines labelled inside the chart
+    option = "echarts.getInstanceByDom(document.getElementById('%s')).getOption()"
+    series = page.evaluate(f"{option % 'trends'}.series.map(s => s.name)")
+    windows = (
+        ("1小时留存", "当天留存", "次日留存")
+        if zh
+        else ("1-hour retention", "Same-day retention", "Next-day retention")
+    )
+    rates = ("响应率", "互动率") if zh else ("Response rate", "Interaction rate")
+    assert series == [*windows, *rates]
+    legend = svg_texts(page, "trends")
+    assert set(legend) >= {windows[0], windows[1]}
+    box = page.eval_on_selector("#trends", "e => e.getBoundingClientRect().right")
+    marks = page.eval_on_selector_all(
+        "#trends svg text",
+        "els => els.map(e => [e.textContent, e.getBoundingClientRect().right])",
+    )
+    targets = [f"{'目标' if zh else 'Target'} {js_pct(x['target'])}" for x in report["targets"]]
+    drawn = {text: right for text, right in marks if text in targets}
+    assert set(drawn) == set(targets)
+    assert all(right <= box for right in drawn.values())  # not cut off at the right edge
+    # the heat-map's columns: the /retention table's names
+    columns = ["1小时", "当天", "次日"] if zh else ["1 hour", "Same day", "Next day"]
+    assert page.evaluate(f"{option % 'cohorts'}.xAxis[0].data") == columns
+    assert set(svg_texts(page, "cohorts")) >= set(columns)
+    assert (
+        page.eval_on_selector_all("#sources th", "els => els.map(e => e.textContent)")[2:5]
+        == columns
+    )
+    # the funnel: each step's name, its count and its share
+    steps = page.evaluate(f"{option % 'funnel'}.series[0].data.map(d => d.name)")
+    first, day1 = ("进群", "次日留存") if zh else ("Joined", "Stayed next day")
+    assert len(steps) == 6
+    assert (steps[0], steps[2]) == (first, day1)
+    shown = svg_texts(page, "funnel")
+    for name, s in zip(steps, insights["funnel"]["steps"], strict=True):
+        assert f"{name} {s['users']} · {js_pct(s['share'])}" in shown
+    # no id of the JSON answers anywhere a user can read
+    charts = ("cohorts", "trends", "audience", "funnel", "hours")
+    visible = "\n".join(
+        [page.inner_text("body"), *(x for c in charts for x in svg_texts(page, c))]
+    )
+    assert not RAW_IDS.findall(visible)
 
 
 def in_thread(coro: Any) -> None:
@@ -219,8 +324,12 @@ def test_the_page_follows_the_group_language(
         page.wait_for_selector("body[data-loaded*='..']")
         assert page.inner_text("h2 >> nth=1") == "Retention by join day"
         assert page.inner_text("#apply") == "Show"
+        check_names(page, "en")
         page.set_viewport_size({"width": 1200, "height": 900})
         page.screenshot(path=str(screens / "en-desktop.png"), full_page=True)
+        page.locator("#kpis").screenshot(path=str(screens / "en-kpis.png"))
+        page.locator("#trends").screenshot(path=str(screens / "en-trends.png"))
+        page.locator("#funnel").screenshot(path=str(screens / "en-funnel.png"))
         page.set_viewport_size({"width": 400, "height": 860})
     finally:
         in_thread(set_language("zh"))

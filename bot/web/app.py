@@ -17,7 +17,7 @@ from bot import service
 from bot.config import Config
 from bot.web import api, auth
 from bot.web.access import Access
-from bot.web.texts import ECHARTS, texts
+from bot.web.texts import ECHARTS, names, texts
 from storage import dashboard as tokens
 from storage.repo import Repo
 
@@ -71,9 +71,11 @@ async def chat_page(request: Request) -> Response:
     info = await state.repo.chat(chat_id)
     today = await api.local_today(request, chat_id)
     a, b = await api.span(request, chat_id, 14)
+    targets = await service.targets_in_force(state.repo, settings, chat_id)
     return render(
         "chat.html",
         t=texts(settings.language),
+        names=names(settings.language, settings.windows, [x.metric for x in targets]),
         lang=settings.language,
         chat_id=chat_id,
         title=(info and info.title) or str(chat_id),

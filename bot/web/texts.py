@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from bot.i18n import t
+from bot.insights import FUNNEL_STEPS
+from bot.reports import metric_label, window_label
+
 ECHARTS = "echarts-5.6.0.min.js"
 
 TEXTS: dict[str, dict[str, str]] = {
@@ -33,8 +39,6 @@ TEXTS: dict[str, dict[str, str]] = {
         "name": "Name",
         "joined": "Joined",
         "none": "None",
-        "rate_response": "response rate",
-        "rate_interaction": "interaction rate",
         "audience_n": "audience",
         "report_day": "Report day",
         "back": "All groups",
@@ -80,8 +84,6 @@ TEXTS: dict[str, dict[str, str]] = {
         "name": "名字",
         "joined": "进群时间",
         "none": "无",
-        "rate_response": "响应率",
-        "rate_interaction": "互动率",
         "audience_n": "可见人数",
         "report_day": "日报日期",
         "back": "全部群",
@@ -102,3 +104,21 @@ TEXTS: dict[str, dict[str, str]] = {
 
 def texts(lang: str) -> dict[str, str]:
     return TEXTS.get(lang, TEXTS["en"])
+
+
+def names(lang: str, windows: Iterable[str], metrics: Iterable[str]) -> dict[str, object]:
+    """What the page calls the ids in the JSON answers, from the chat texts: metrics,
+    retention windows, funnel steps, and the target and percentage-point templates."""
+    windows = list(windows)
+    ids = [f"retention_{w}" for w in windows] + ["response_rate", "interaction_rate", *metrics]
+    return {
+        "metrics": {m: metric_label(lang, m) for m in ids},
+        "windows": {w: _capital(window_label(lang, w)) for w in windows},
+        "steps": {s: _capital(t(lang, f"insights_step_{s}")) for s in FUNNEL_STEPS},
+        "target": t(lang, "chart_target", value="{value}"),
+        "pp": t(lang, "pp", n="{n}"),
+    }
+
+
+def _capital(label: str) -> str:
+    return label[:1].upper() + label[1:]

@@ -3,6 +3,10 @@
   "use strict";
   var cfg = JSON.parse(document.getElementById("cfg").textContent);
   var t = cfg.t;
+  var names = cfg.names;  // the chat texts' names for the ids in the JSON answers
+  function metricName(id) { return names.metrics[id] || id; }
+  function windowName(w) { return names.windows[w] || w; }
+  function stepName(s) { return names.steps[s] || s; }
   var base = "/api/chats/" + cfg.chat_id;
   var dark = document.documentElement.dataset.theme === "dark";
   var charts = {};
@@ -52,6 +56,14 @@
   }
   window.opsbotCellLabel = cellLabel;
 
+  // the change against the day before in percentage points, as in the chat: ↓2.8 pp
+  function ppChange(value, prev) {
+    if (value === null || prev === null || prev === undefined) { return "–"; }
+    var d = Math.round((value - prev) * 1000) / 10;
+    return (d > 0 ? "↑" : d < 0 ? "↓" : "→") + names.pp.replace("{n}", Math.abs(d).toFixed(1));
+  }
+  window.opsbotPpChange = ppChange;
+
   function drawKpis(report, before) {
     document.getElementById("report-day").textContent = t.report_day + " " + report.date;
     var box = document.getElementById("kpis");
@@ -61,15 +73,19 @@
     report.targets.forEach(function (x) {
       var card = document.createElement("div");
       card.className = "card kpi";
-      card.appendChild(el("div", x.metric)).className = "metric";
+      card.appendChild(el("div", metricName(x.metric))).className = "metric";
       card.appendChild(el("div", pct(x.value))).className = "value";
-      var mark = x.met === null ? t.no_value : (x.met ? "✅ " + t.met : "❌ " + t.missed);
-      card.appendChild(el("div", mark)).className = x.met === false ? "missed" : "met";
+      // the mark is drawn by CSS: many desktops have no emoji font for ✅/❌
+      var status = el("div", x.met === null ? t.no_value : (x.met ? t.met : t.missed));
+      status.className = x.met === null ? "status" : x.met ? "status met" : "status missed";
+      if (x.met !== null) {
+        var mark = status.insertBefore(document.createElement("span"), status.firstChild);
+        mark.className = "mark";
+        mark.setAttribute("aria-hidden", "true");
+      }
+      card.appendChild(status);
       card.appendChild(el("div", "→ " + pct(x.target) + " · " + x.range)).className = "change";
-      var p = prev[x.metric];
-      var change = (x.value === null || p === null || p === undefined) ? "–" :
-        ((x.value - p) >= 0 ? "+" : "") + Math.round((x.value - p) * 1000) / 10 + " pt";
-      card.appendChild(el("div", t.vs_before + " " + change)).className = "change";
+      card.appendChild(el("div", t.vs_before + " " + ppChange(x.value, prev[x.metric]))).className = "change";
       box.appendChild(card);
     });
     if (!report.targets.length) { box.appendChild(el("p", t.none)).className = "notice"; }
@@ -94,12 +110,12 @@
     chart("cohorts").setOption(Object.assign({}, common, {
       tooltip: {formatter: function (p) {
         var c = p.data.cell;
-        return days[p.data.value[1]] + " · " + data.windows[p.data.value[0]] + "<br>" +
+        return days[p.data.value[1]] + " · " + windowName(data.windows[p.data.value[0]]) + "<br>" +
           t.retained + " " + c.retained + " / " + t.matured + " " + c.matured +
           (c.pending ? "<br>" + t.pending + " " + c.pending : "") + "<br>" + t.joins + " " + p.data.joins;
       }},
       grid: {left: 90, right: 10, top: 10, bottom: 60},
-      xAxis: {type: "category", data: data.windows, splitArea: {show: true}},
+      xAxis: {type: "category", data: data.windows.map(windowName), splitArea: {show: true}},
       yAxis: {type: "category", data: days, inverse: true},
       visualMap: {min: 0, max: 100, calculable: false, orient: "horizontal", left: "center",
                   seriesIndex: 0,
@@ -120,17 +136,18 @@
     var targets = {};
     report.targets.forEach(function (x) { targets[x.metric] = x.target; });
     var series = cohorts.windows.map(function (w) {
-      return {name: "retention_" + w,
+      return {id: "retention_" + w,
               data: cohorts.rows.map(function (r) { return r.cells[w].rate; })};
     });
-    series.push({name: "response_rate", data: active.rows.map(function (r) { return r.response.rate; })});
-    series.push({name: "interaction_rate", data: active.rows.map(function (r) { return r.interaction.rate; })});
+    series.push({id: "response_rate", data: active.rows.map(function (r) { return r.response.rate; })});
+    series.push({id: "interaction_rate", data: active.rows.map(function (r) { return r.interaction.rate; })});
     series.forEach(function (s) {
-      s.type = "line"; s.connectNulls = false;
-      if (targets[s.name] !== undefined) {
+      s.name = metricName(s.id); s.type = "line"; s.connectNulls = false;
+      if (targets[s.id] !== undefined) {  // labelled inside the grid, as in the chat's charts
         s.markLine = {symbol: "none", lineStyle: {type: "dashed"},
-                      label: {formatter: pct(targets[s.name])},
-                      data: [{yAxis: targets[s.name]}]};
+                      label: {position: "insideEndTop",
+                              formatter: names.target.replace("{value}", pct(targets[s.id]))},
+                      data: [{yAxis: targets[s.id]}]};
       }
     });
     chart("trends").setOption(Object.assign({}, common, {
@@ -154,8 +171,8 @@
                axisLabel: {formatter: function (v) { return Math.round(v * 100) + "%"; }}}],
       series: [
         {name: t.audience_n, type: "bar", data: active.rows.map(function (r) { return r.audience; })},
-        {name: t.rate_response, type: "line", yAxisIndex: 1, data: active.rows.map(function (r) { return r.response.rate; })},
-        {name: t.rate_interaction, type: "line", yAxisIndex: 1, data: active.rows.map(function (r) { return r.interaction.rate; })}
+        {name: metricName("response_rate"), type: "line", yAxisIndex: 1, data: active.rows.map(function (r) { return r.response.rate; })},
+        {name: metricName("interaction_rate"), type: "line", yAxisIndex: 1, data: active.rows.map(function (r) { return r.interaction.rate; })}
       ]
     }), true);
   }
@@ -166,10 +183,12 @@
       tooltip: {formatter: function (p) { return p.name + ": " + p.value + " (" + pct(p.data.share) + ")"; }},
       series: [{type: "funnel", sort: "none", left: "5%", width: "90%", minSize: "30%",
                 label: {position: "inside", color: "#111",
-                        formatter: function (p) { return p.name + " " + p.value; }},
-                data: steps.map(function (s) { return {name: s.step, value: s.users, share: s.share}; })}]
+                        formatter: function (p) { return p.name + " " + p.value + " · " + pct(p.data.share); }},
+                data: steps.map(function (s) {
+                  return {name: stepName(s.step), value: s.users, share: s.share};
+                })}]
     }), true);
-    table("sources", [t.source, t.joins].concat(cfg.windows).concat([t.activated]),
+    table("sources", [t.source, t.joins].concat(cfg.windows.map(windowName)).concat([t.activated]),
       ins.sources.map(function (s) {
         return [s.source, s.joins].concat(cfg.windows.map(function (w) {
           return s.retention[w] ? pct(s.retention[w].rate) : "–";
