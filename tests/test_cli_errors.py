@@ -89,7 +89,11 @@ def check_long_exports(tmp_path: Path, capsys: pytest.CaptureFixture[str], cfg: 
             capsys, "export", "--chat", CAMP, "--days", days, "--out", str(out), "--config", cfg
         )
         assert rc == 0
-        assert len(stdout.splitlines()) == 2
+        assert [Path(f).name.rsplit("_", 1)[1] for f in stdout.splitlines()] == [
+            "daily.csv",
+            "members.csv",
+            "sources.csv",
+        ]
         rows[days] = daily_csv(out)
     assert rows["1000"] == rows["3660"]
     long = rows["1000"]

@@ -56,7 +56,8 @@ USAGE_SETTINGS = (
 )
 UNKNOWN_METRIC = (
     "。可用：retention_1h, retention_day0, retention_day1, retention_<窗口>, response_rate, "
-    "interaction_rate（别名：1小时留存, 当天留存, 次日留存, 响应率, 互动率）"
+    "interaction_rate, referral_rate"
+    "（别名：1小时留存, 当天留存, 次日留存, 响应率, 互动率, 转介绍率）"
 )
 NINES = "retention_day" + "9" * 30  # 43 characters: longer than chat_targets.metric (32)
 ONES = "-100" + "1" * 36  # 40 characters: longer than chats.digest_to (32)
