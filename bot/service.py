@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -26,6 +26,7 @@ from bot.config import (
 )
 from bot.events import Level
 from bot.targets import ACTIVE_METRICS, metric_window, parse_metric, parse_range
+from storage.membership import HistoryRows
 from storage.repo import Repo
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,8 @@ class GroupData:
     settings: GroupSettings
     history: metrics.GroupHistory
     active_counts: dict[tuple[date, str], int]  # (local day, level) -> distinct active users
+    # every number of each day loaded: from the daily rollups where final, else from raw rows
+    days: dict[date, metrics.DayNumbers] = field(default_factory=dict)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -120,19 +123,67 @@ async def load_group(
     first_day: date,
     last_day: date,
     *,
+    now: datetime,
     active: bool = True,
 ) -> GroupData:
+    """The group's numbers of [first_day, last_day] as of `now`: the one place reports,
+    digests, alerts, /trend and exports read them. Final days come from the daily rollups
+    (recomputed from raw rows where a write made them dirty, then kept); days whose numbers
+    can still change are computed from raw rows, never from a rollup row. All in one
+    transaction: what is kept is what the rows said."""
     settings = await group_settings(repo, config, chat_id)
     tz = settings.tz
-    history = await _history(repo, chat_id, settings)
+    windows = metrics.rollup_windows(settings.windows)
+    key = rollups_key(settings)
     days = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
-    if not active:
-        return GroupData(chat_id, settings, history, {})
-    counts = await repo.active_user_counts(
-        chat_id, [metrics.local_day_bounds(d, tz) for d in days]
-    )
-    by_day = {(days[i], level): n for (i, level), n in counts.items() if i < len(days)}
-    return GroupData(chat_id, settings, history, by_day)
+    async with repo.batch():
+        kept = await repo.kept_days(
+            chat_id,
+            first_day,
+            last_day,
+            key,
+            lambda ts: metrics.earliest_affected_day(ts, tz, windows),
+        )
+        history = await _history(repo, chat_id, settings)
+        served = {d: n for d, n in kept.items() if metrics.day_final_at(d, tz, windows) <= now}
+        todo = [d for d in days if d not in served]
+        by_day: dict[tuple[date, str], int] = {}
+        if todo and active:
+            counts = await repo.active_user_counts(
+                chat_id, [metrics.local_day_bounds(d, tz) for d in todo]
+            )
+            by_day = {(todo[i], level): n for (i, level), n in counts.items() if i < len(todo)}
+        computed = {d: metrics.day_numbers(history, d, windows, now, by_day) for d in todo}
+        if active:
+            final = [n for d, n in computed.items() if metrics.day_final_at(d, tz, windows) <= now]
+            await repo.keep_rollups(chat_id, final, key, now)
+    numbers = {**served, **computed}
+    for d, n in served.items():
+        by_day[(d, str(Level.RESPONSE))] = n.response_users
+        by_day[(d, str(Level.INTERACTION))] = n.interaction_users
+    return GroupData(chat_id, settings, history, by_day if active else {}, numbers)
+
+
+def rollups_key(settings: GroupSettings) -> tuple[str, str, str]:
+    """What a rollup row was computed with: timezone, windows, config-file hosts."""
+    hosts = ",".join(str(h) for h in sorted(settings.hosts))
+    return settings.timezone, ",".join(metrics.rollup_windows(settings.windows)), hosts
+
+
+def cell(data: GroupData, day: date, window: str, now: datetime) -> metrics.RetentionCell:
+    """Cohort D at a window: from the day's numbers when loaded, else from the history."""
+    n = data.days.get(day)
+    if n is not None and window in n.cells:
+        return n.cells[window]
+    return metrics.retention(data.history, day, metrics.parse_window(window), now)
+
+
+def numbers_on(data: GroupData, day: date, now: datetime) -> metrics.DayNumbers:
+    n = data.days.get(day)
+    if n is None:
+        windows = metrics.rollup_windows(data.settings.windows)
+        n = metrics.day_numbers(data.history, day, windows, now, data.active_counts)
+    return n
 
 
 MEMO_SIZE = 64  # groups whose derived history a process keeps
@@ -148,8 +199,16 @@ async def _history(repo: Repo, chat_id: int, settings: GroupSettings) -> metrics
     if cached is not None:
         repo.memo.move_to_end(key)
         return cached
-    rows = await repo.history(chat_id)
-    history = metrics.GroupHistory(
+    history = group_history(await repo.history(chat_id), settings)
+    repo.memo[key] = history
+    while len(repo.memo) > MEMO_SIZE:
+        repo.memo.popitem(last=False)
+    return history
+
+
+def group_history(rows: HistoryRows, settings: GroupSettings) -> metrics.GroupHistory:
+    """The metrics' view of a group's stored people under its settings."""
+    return metrics.GroupHistory(
         tz=settings.tz,
         tracking_start_utc=rows.tracking_start_utc,
         baseline_count=rows.baseline_count,
@@ -159,10 +218,6 @@ async def _history(repo: Repo, chat_id: int, settings: GroupSettings) -> metrics
         bots=rows.bots,
         first_post_utc=rows.first_post_utc,
     )
-    repo.memo[key] = history
-    while len(repo.memo) > MEMO_SIZE:
-        repo.memo.popitem(last=False)
-    return history
 
 
 def active_rate_on(
@@ -170,7 +225,8 @@ def active_rate_on(
 ) -> tuple[int, int | None, float | None]:
     """(active users, audience, rate) of one local day."""
     users = data.active_counts.get((day, str(level)), 0)
-    audience = metrics.audience(data.history, day)
+    n = data.days.get(day)
+    audience = n.audience if n is not None else metrics.audience(data.history, day)
     return users, audience, metrics.active_rate(users, audience)
 
 
@@ -195,8 +251,7 @@ def target_value(
     if window is not None:
         w = metrics.parse_window(window)
         cohort_day = metrics.report_cohort_day(day, w)
-        cell = metrics.retention(data.history, cohort_day, w, now)
-        return cell.rate, cohort_day.isoformat()
+        return cell(data, cohort_day, window, now).rate, cohort_day.isoformat()
     level = Level.RESPONSE if target.metric == "response_rate" else Level.INTERACTION
     days = range_days(target.range, day, data.settings.campaign_start)
     if not days:
@@ -233,7 +288,7 @@ async def day_report(
     settings = await group_settings(repo, config, chat_id)
     targets = await targets_in_force(repo, settings, chat_id)
     data = await load_group(
-        repo, config, chat_id, earliest_day_needed(targets, day, settings), day
+        repo, config, chat_id, earliest_day_needed(targets, day, settings), day, now=now
     )
     return report_from(data, targets, day, now)
 
@@ -241,18 +296,17 @@ async def day_report(
 def report_from(
     data: GroupData, targets: list[Target], day: date, now: datetime
 ) -> dict[str, object]:
-    h = data.history
+    numbers = numbers_on(data, day, now)
     retention: dict[str, object] = {}
     for name in data.settings.windows:
-        w = metrics.parse_window(name)
-        cohort_day = metrics.report_cohort_day(day, w)
-        cell = metrics.retention(h, cohort_day, w, now)
+        cohort_day = metrics.report_cohort_day(day, metrics.parse_window(name))
+        c = cell(data, cohort_day, name, now)
         retention[name] = {
             "cohort": cohort_day.isoformat(),
-            "retained": cell.retained,
-            "matured": cell.matured,
-            "pending": cell.pending,
-            "rate": r4(cell.rate),
+            "retained": c.retained,
+            "matured": c.matured,
+            "pending": c.pending,
+            "rate": r4(c.rate),
         }
     resp_users, audience, resp_rate = active_rate_on(data, day, Level.RESPONSE)
     int_users, _, int_rate = active_rate_on(data, day, Level.INTERACTION)
@@ -272,9 +326,9 @@ def report_from(
         "chat_id": data.chat_id,
         "date": day.isoformat(),
         "timezone": data.settings.timezone,
-        "joins": metrics.joins_on(h, day),
-        "leaves": metrics.leaves_on(h, day),
-        "headcount_end": metrics.headcount_end(h, day, now),
+        "joins": numbers.joins,
+        "leaves": numbers.leaves,
+        "headcount_end": numbers.headcount_end,
         "retention": retention,
         "active": {
             "audience": audience,
@@ -287,8 +341,8 @@ def report_from(
 
 def net_change(data: GroupData, day: date, now: datetime) -> int | None:
     """headcount_end(D) − headcount_end(D−1) (SPEC 9)."""
-    today = metrics.headcount_end(data.history, day, now)
-    before = metrics.headcount_end(data.history, day - timedelta(days=1), now)
+    today = numbers_on(data, day, now).headcount_end
+    before = numbers_on(data, day - timedelta(days=1), now).headcount_end
     return None if today is None or before is None else today - before
 
 
@@ -309,6 +363,7 @@ async def digest(repo: Repo, config: Config, chat_id: int, day: date, now: datet
         chat_id,
         earliest_day_needed(targets, day, settings) - timedelta(days=1),
         day,
+        now=now,
     )
     changes = []
     for target in targets:
@@ -327,7 +382,7 @@ async def recent_days(
     span = [last - timedelta(days=i) for i in range(days - 1, -1, -1)]
     # one day more than shown: day1 of the oldest row's previous cohort, net changes
     data = await load_group(
-        repo, config, chat_id, span[0] - timedelta(days=1), last, active=active
+        repo, config, chat_id, span[0] - timedelta(days=1), last, now=now, active=active
     )
     return data, span
 
@@ -341,15 +396,15 @@ async def retention_rows(
     for day in span:
         cells = {}
         for name in data.settings.windows:
-            cell = metrics.retention(data.history, day, metrics.parse_window(name), now)
+            c = cell(data, day, name, now)
             cells[name] = {
-                "retained": cell.retained,
-                "matured": cell.matured,
-                "pending": cell.pending,
-                "rate": cell.rate,
+                "retained": c.retained,
+                "matured": c.matured,
+                "pending": c.pending,
+                "rate": c.rate,
             }
         rows.append(
-            {"day": day.isoformat(), "joins": metrics.joins_on(data.history, day), "cells": cells}
+            {"day": day.isoformat(), "joins": numbers_on(data, day, now).joins, "cells": cells}
         )
     return rows, data.settings
 
@@ -392,8 +447,8 @@ async def metric_series(
     series: list[TrendPoint] = []
     for day in span:
         if window is not None:
-            cell = metrics.retention(data.history, day, metrics.parse_window(window), now)
-            series.append(TrendPoint(day, cell.rate, cell.matured, cell.pending > 0))
+            c = cell(data, day, window, now)
+            series.append(TrendPoint(day, c.rate, c.matured, c.pending > 0))
         else:
             level = Level.RESPONSE if metric == "response_rate" else Level.INTERACTION
             _, audience, rate = active_rate_on(data, day, level)
@@ -419,25 +474,24 @@ async def daily_rows(
 ) -> list[dict[str, object]]:
     """One row of every daily number per local day (CSV export), oldest first."""
     data, span = await recent_days(repo, config, chat_id, days, now)
-    h = data.history
     rows: list[dict[str, object]] = []
     for day in span:
         resp, audience, resp_rate = active_rate_on(data, day, Level.RESPONSE)
         inter, _, inter_rate = active_rate_on(data, day, Level.INTERACTION)
+        n = numbers_on(data, day, now)
         row: dict[str, object] = {
             "date": day.isoformat(),
-            "joins": metrics.joins_on(h, day),
-            "leaves": metrics.leaves_on(h, day),
-            "headcount_end": metrics.headcount_end(h, day, now),
+            "joins": n.joins,
+            "leaves": n.leaves,
+            "headcount_end": n.headcount_end,
             "audience": audience,
             "response_users": resp,
             "response_rate": r4(resp_rate),
             "interaction_users": inter,
             "interaction_rate": r4(inter_rate),
         }
-        for name in ("1h", "day0", "day1"):
-            cell = metrics.retention(h, day, metrics.parse_window(name), now)
-            row[f"retention_{name}"] = r4(cell.rate)
+        for name in metrics.DEFAULT_WINDOWS:
+            row[f"retention_{name}"] = r4(cell(data, day, name, now).rate)
         rows.append(row)
     return rows
 

@@ -22,6 +22,7 @@ from storage.models import (
     MessageRow,
     User,
 )
+from storage.rollups import EVERYTHING
 from storage.sql import chunks, from_ts, insert, insert_many, to_ts
 
 DEDUP_WINDOW_S = 60  # SPEC 2: the same join/leave seen from two sources within 60 s
@@ -71,14 +72,53 @@ async def write_membership(conn: AsyncConnection, events: Sequence[MembershipEve
         new.append(membership_row(ev))
     if not new:
         return 0
+    since = await _dirty_since(conn, new)
     if len(new) == 1:  # rowcount tells whether another process stored it first
         stmt = insert(conn, MembershipEventRow).on_conflict_do_nothing()
         if not (await conn.execute(stmt.values(**new[0]))).rowcount:
             return 0
     else:
         await insert_many(conn, MembershipEventRow, new)
-    await bump(conn, *{row["chat_id"] for row in new})
+    for chat_id, ts in since.items():
+        await bump(conn, chat_id, since_ts=ts)
     return len(new)
+
+
+async def _dirty_since(conn: AsyncConnection, new: Sequence[dict[str, Any]]) -> dict[int, int]:
+    """Per group, the earliest time the new events change its numbers from (rollups).
+    An event changes what comes after it; one that becomes a person's first event can also
+    change whether they were in the group before tracking (SPEC 2): everything."""
+    pairs = sorted({(r["chat_id"], r["user_id"]) for r in new})
+    hosted: set[tuple[int, int]] = set()
+    posted: dict[tuple[int, int], int] = {}
+    first = await event_times(conn, pairs, func.min)
+    for chunk in chunks(pairs):
+        rows = await conn.execute(
+            select(MessageRow.chat_id, MessageRow.sender_id, func.min(MessageRow.ts))
+            .where(
+                tuple_(MessageRow.chat_id, MessageRow.sender_id).in_(chunk),
+                MessageRow.role == Role.MEMBER,
+            )
+            .group_by(MessageRow.chat_id, MessageRow.sender_id)
+        )
+        posted.update({(c, u): ts for c, u, ts in rows if u is not None})
+        host_rows = await conn.execute(
+            select(HostEventRow.chat_id, HostEventRow.user_id)
+            .where(tuple_(HostEventRow.chat_id, HostEventRow.user_id).in_(chunk))
+            .distinct()
+        )
+        hosted.update((c, u) for c, u in host_rows)
+    since: dict[int, int] = {}
+    for r in new:
+        pair, ts = (r["chat_id"], r["user_id"]), r["ts"]
+        known = first.get(pair)
+        if known is None:
+            back = r["kind"] != MemberKind.JOIN or pair in hosted or posted.get(pair, ts) < ts
+        else:
+            back = ts <= known
+        first[pair] = ts if known is None else min(known, ts)
+        since[pair[0]] = min(since.get(pair[0], ts), EVERYTHING if back else ts)
+    return since
 
 
 async def record_member_count(
@@ -170,6 +210,23 @@ async def history(conn: AsyncConnection, chat_id: int) -> HistoryRows:
         manual_hosts=manual_ids,
         first_post_utc=first_post,
     )
+
+
+async def event_times(
+    conn: AsyncConnection, pairs: Sequence[tuple[int, int]], agg: Any
+) -> dict[tuple[int, int], int]:
+    """`agg` (func.min, func.max) of the join/leave times of each (group, person)."""
+    out: dict[tuple[int, int], int] = {}
+    for chunk in chunks(pairs):
+        rows = await conn.execute(
+            select(
+                MembershipEventRow.chat_id, MembershipEventRow.user_id, agg(MembershipEventRow.ts)
+            )
+            .where(tuple_(MembershipEventRow.chat_id, MembershipEventRow.user_id).in_(chunk))
+            .group_by(MembershipEventRow.chat_id, MembershipEventRow.user_id)
+        )
+        out.update({(c, u): ts for c, u, ts in rows})
+    return out
 
 
 def membership_row(ev: MembershipEvent) -> dict[str, Any]:
