@@ -110,6 +110,7 @@ class GroupData:
     active_counts: dict[tuple[date, str], int]  # (local day, level) -> distinct active users
     # every number of each day loaded: from the daily rollups where final, else from raw rows
     days: dict[date, metrics.DayNumbers] = field(default_factory=dict)
+    complete: bool = True  # history holds everyone (else: only what `days` needed)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -125,12 +126,17 @@ async def load_group(
     *,
     now: datetime,
     active: bool = True,
+    days_only: bool = False,
 ) -> GroupData:
     """The group's numbers of [first_day, last_day] as of `now`: the one place reports,
     digests, alerts, /trend and exports read them. Final days come from the daily rollups
     (recomputed from raw rows where a write made them dirty, then kept); days whose numbers
     can still change are computed from raw rows, never from a rollup row. All in one
-    transaction: what is kept is what the rows said."""
+    transaction: what is kept is what the rows said.
+
+    `days_only`: the caller reads nothing but these days' numbers (`data.days`, `cell` and
+    `numbers_on` of them, at the rollup windows): then the days after a kept one are
+    computed from the people with events since, not from the whole history."""
     settings = await group_settings(repo, config, chat_id)
     tz = settings.tz
     windows = metrics.rollup_windows(settings.windows)
@@ -139,14 +145,19 @@ async def load_group(
     async with repo.batch():
         kept = await repo.kept_days(
             chat_id,
-            first_day,
+            first_day - timedelta(days=1),
             last_day,
             key,
             lambda ts: metrics.earliest_affected_day(ts, tz, windows),
         )
-        history = await _history(repo, chat_id, settings)
         served = {d: n for d, n in kept.items() if metrics.day_final_at(d, tz, windows) <= now}
         todo = [d for d in days if d not in served]
+        history = None
+        if days_only:
+            history = await _recent_history(repo, chat_id, settings, todo, served, now)
+        complete = history is None
+        if history is None:
+            history = await _history(repo, chat_id, settings)
         by_day: dict[tuple[date, str], int] = {}
         if todo and active:
             counts = await repo.active_user_counts(
@@ -161,7 +172,32 @@ async def load_group(
     for d, n in served.items():
         by_day[(d, str(Level.RESPONSE))] = n.response_users
         by_day[(d, str(Level.INTERACTION))] = n.interaction_users
-    return GroupData(chat_id, settings, history, by_day if active else {}, numbers)
+    return GroupData(chat_id, settings, history, by_day if active else {}, numbers, complete)
+
+
+async def _recent_history(
+    repo: Repo,
+    chat_id: int,
+    settings: GroupSettings,
+    todo: list[date],
+    kept: dict[date, metrics.DayNumbers],
+    now: datetime,
+) -> metrics.GroupHistory | None:
+    """What the days `todo` need when the day before the first of them is kept: the
+    people with events from that day on, and a baseline that makes the head-count at its
+    start the kept one (nobody else changes from then on). None: the whole history."""
+    if not todo:
+        return None  # all kept: the history only for what else the caller reads (drift)
+    before = kept.get(todo[0] - timedelta(days=1))
+    start = metrics.local_day_bounds(todo[0], settings.tz)[0]
+    if before is None or before.headcount_end is None or now < start:
+        return None
+    rows = await repo.history(chat_id, since=start)
+    if rows.tracking_start_utc is None or rows.tracking_start_utc >= start:
+        return None
+    own = metrics.headcount_at(group_history(replace(rows, baseline_count=0), settings), start)
+    assert own is not None
+    return group_history(replace(rows, baseline_count=before.headcount_end - own), settings)
 
 
 def rollups_key(settings: GroupSettings) -> tuple[str, str, str]:
@@ -175,12 +211,14 @@ def cell(data: GroupData, day: date, window: str, now: datetime) -> metrics.Rete
     n = data.days.get(day)
     if n is not None and window in n.cells:
         return n.cells[window]
+    assert data.complete, "load_group(days_only=True) for a day or window it did not load"
     return metrics.retention(data.history, day, metrics.parse_window(window), now)
 
 
 def numbers_on(data: GroupData, day: date, now: datetime) -> metrics.DayNumbers:
     n = data.days.get(day)
     if n is None:
+        assert data.complete, "load_group(days_only=True) for a day it did not load"
         windows = metrics.rollup_windows(data.settings.windows)
         n = metrics.day_numbers(data.history, day, windows, now, data.active_counts)
     return n
@@ -224,8 +262,9 @@ def active_rate_on(
     data: GroupData, day: date, level: Level
 ) -> tuple[int, int | None, float | None]:
     """(active users, audience, rate) of one local day."""
-    users = data.active_counts.get((day, str(level)), 0)
     n = data.days.get(day)
+    assert n is not None or data.complete, "load_group(days_only=True) for a day it did not load"
+    users = data.active_counts.get((day, str(level)), 0)
     audience = n.audience if n is not None else metrics.audience(data.history, day)
     return users, audience, metrics.active_rate(users, audience)
 
@@ -287,10 +326,32 @@ async def day_report(
     """The report of one local day: SPEC 8's JSON structure."""
     settings = await group_settings(repo, config, chat_id)
     targets = await targets_in_force(repo, settings, chat_id)
-    data = await load_group(
-        repo, config, chat_id, earliest_day_needed(targets, day, settings), day, now=now
-    )
+    first = earliest_day_needed(targets, day, settings)
+    only = days_suffice(settings, targets, [day], first)
+    data = await load_group(repo, config, chat_id, first, day, now=now, days_only=only)
     return report_from(data, targets, day, now)
+
+
+def days_suffice(
+    settings: GroupSettings, targets: list[Target], days: list[date], first: date
+) -> bool:
+    """Whether the reports of `days` read only the numbers of days from `first` at the
+    rollup windows (then load_group need not read the whole history)."""
+    windows = metrics.rollup_windows(settings.windows)
+    names = [*settings.windows, *(metric_window(t.metric) for t in targets)]
+    for name in names:
+        if name is None:
+            continue
+        if name not in windows:
+            return False
+        w = metrics.parse_window(name)
+        if any(metrics.report_cohort_day(d, w) < first for d in days):
+            return False
+    return all(
+        t.range is None or t.range.startswith("last ")
+        for t in targets
+        if t.metric in ACTIVE_METRICS
+    )
 
 
 def report_from(
@@ -357,14 +418,9 @@ async def digest(repo: Repo, config: Config, chat_id: int, day: date, now: datet
     """The day's report, with what the digest adds to it (SPEC 6)."""
     settings = await group_settings(repo, config, chat_id)
     targets = await targets_in_force(repo, settings, chat_id)
-    data = await load_group(
-        repo,
-        config,
-        chat_id,
-        earliest_day_needed(targets, day, settings) - timedelta(days=1),
-        day,
-        now=now,
-    )
+    first = earliest_day_needed(targets, day, settings) - timedelta(days=1)
+    only = days_suffice(settings, targets, [day - timedelta(days=1), day], first)
+    data = await load_group(repo, config, chat_id, first, day, now=now, days_only=only)
     changes = []
     for target in targets:
         today, _ = target_value(data, target, day, now)
@@ -374,7 +430,14 @@ async def digest(repo: Repo, config: Config, chat_id: int, day: date, now: datet
 
 
 async def recent_days(
-    repo: Repo, config: Config, chat_id: int, days: int, now: datetime, *, active: bool = True
+    repo: Repo,
+    config: Config,
+    chat_id: int,
+    days: int,
+    now: datetime,
+    *,
+    active: bool = True,
+    days_only: bool = True,
 ) -> tuple[GroupData, list[date]]:
     """The group's data and its `days` most recent local days ending today, oldest first."""
     settings = await group_settings(repo, config, chat_id)
@@ -382,7 +445,14 @@ async def recent_days(
     span = [last - timedelta(days=i) for i in range(days - 1, -1, -1)]
     # one day more than shown: day1 of the oldest row's previous cohort, net changes
     data = await load_group(
-        repo, config, chat_id, span[0] - timedelta(days=1), last, now=now, active=active
+        repo,
+        config,
+        chat_id,
+        span[0] - timedelta(days=1),
+        last,
+        now=now,
+        active=active,
+        days_only=days_only,
     )
     return data, span
 
@@ -442,8 +512,10 @@ async def metric_series(
     repo: Repo, config: Config, chat_id: int, metric: str, days: int, now: datetime
 ) -> tuple[list[TrendPoint], float | None]:
     """One point per local day of a metric (cohort rate or daily active rate), and its target."""
-    data, span = await recent_days(repo, config, chat_id, days, now)
     window = metric_window(metric)
+    windows = metrics.rollup_windows((await group_settings(repo, config, chat_id)).windows)
+    only = window is None or window in windows
+    data, span = await recent_days(repo, config, chat_id, days, now, days_only=only)
     series: list[TrendPoint] = []
     for day in span:
         if window is not None:

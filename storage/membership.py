@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select, tuple_, union
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.events import HostChange, MemberKind, MembershipEvent, Role
@@ -146,8 +146,23 @@ async def joined_since_tracking(conn: AsyncConnection, chat_id: int, user_id: in
     return first == str(MemberKind.JOIN)
 
 
-async def history(conn: AsyncConnection, chat_id: int) -> HistoryRows:
+async def history(conn: AsyncConnection, chat_id: int, since_ts: int | None = None) -> HistoryRows:
+    """The group's people; with `since_ts`, only the people with a join, leave or admin
+    change from then on (every event of theirs), for the days from then (rollups)."""
     chat = (await conn.execute(select(Chat).where(Chat.chat_id == chat_id))).first()
+    mem_where = [MembershipEventRow.chat_id == chat_id]
+    host_where = [HostEventRow.chat_id == chat_id]
+    if since_ts is not None:
+        recent = union(
+            select(MembershipEventRow.user_id).where(
+                MembershipEventRow.chat_id == chat_id, MembershipEventRow.ts >= since_ts
+            ),
+            select(HostEventRow.user_id).where(
+                HostEventRow.chat_id == chat_id, HostEventRow.ts >= since_ts
+            ),
+        ).subquery()
+        mem_where.append(MembershipEventRow.user_id.in_(select(recent.c.user_id)))
+        host_where.append(HostEventRow.user_id.in_(select(recent.c.user_id)))
     mem = await conn.execute(
         select(
             MembershipEventRow.user_id,
@@ -157,7 +172,7 @@ async def history(conn: AsyncConnection, chat_id: int) -> HistoryRows:
             MembershipEventRow.source,
             MembershipEventRow.invite_link,
         )
-        .where(MembershipEventRow.chat_id == chat_id)
+        .where(*mem_where)
         .order_by(MembershipEventRow.ts, MembershipEventRow.seq, MembershipEventRow.id)
     )
     membership = [
@@ -172,7 +187,7 @@ async def history(conn: AsyncConnection, chat_id: int) -> HistoryRows:
             HostEventRow.seq,
             HostEventRow.source,
         )
-        .where(HostEventRow.chat_id == chat_id)
+        .where(*host_where)
         .order_by(HostEventRow.ts, HostEventRow.seq, HostEventRow.id)
     )
     host_changes = [
@@ -180,7 +195,7 @@ async def history(conn: AsyncConnection, chat_id: int) -> HistoryRows:
     ]
     people_with_events = (
         select(MembershipEventRow.user_id)
-        .where(MembershipEventRow.chat_id == chat_id)
+        .where(*mem_where)
         .group_by(MembershipEventRow.user_id)
         .subquery()
     )

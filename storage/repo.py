@@ -296,9 +296,10 @@ class Repo:
 
     # ---- reading history -------------------------------------------------------------
 
-    async def history(self, chat_id: int) -> HistoryRows:
+    async def history(self, chat_id: int, since: datetime | None = None) -> HistoryRows:
         async with self._connect() as conn:
-            return await membership.history(conn, chat_id)
+            since_ts = None if since is None else sql.to_ts(since)
+            return await membership.history(conn, chat_id, since_ts)
 
     async def chat_periods(
         self,

@@ -120,7 +120,8 @@ async def apply(world: World, op: tuple[Any, ...]) -> None:
 
 
 async def check(world: World, now: datetime) -> None:
-    """The service's days (rollups where final) equal a recomputation from raw rows."""
+    """The service's days (rollups where final; the whole history or only the people
+    with events since the last kept day) equal a recomputation from raw rows."""
     repo = world.repo
     settings_ = await service.group_settings(repo, world.config, world.chat_id)
     tz = settings_.tz
@@ -134,8 +135,14 @@ async def check(world: World, now: datetime) -> None:
     )
     active = {(days[i], level): n for (i, level), n in counts.items()}
     windows = metrics.rollup_windows(settings_.windows)
+    # the reports' path: the days after a kept one from the people with events since
+    recent = await service.load_group(
+        repo, world.config, world.chat_id, first, last, now=now, days_only=True
+    )
     for day in days:
-        assert data.days[day] == metrics.day_numbers(history, day, windows, now, active), day
+        expected = metrics.day_numbers(history, day, windows, now, active)
+        assert data.days[day] == expected, day
+        assert recent.days[day] == expected, day
 
 
 @settings(
