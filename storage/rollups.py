@@ -3,9 +3,10 @@
 Every write to a group's rows min-merges the earliest event time it wrote into
 `chats.rollups_dirty_ts`, in the write's own transaction (`mark_dirty`). A reader first
 consumes that mark (`take_dirty`: the rows of every day the event can affect are deleted,
-then the mark is cleared if no write came in between), then reads the rows left, and
-stores the finished days it had to compute from raw rows (`store`). A row also names the
-timezone and windows it was computed with; a row with other settings is not used.
+the mark cleared, the group's row locked until it is done), then reads the rows left, and
+stores the finished days it had to compute from raw rows (`store`), in one transaction.
+A row also names the timezone, windows and config hosts it was computed with; a row with
+other settings is not used.
 """
 
 from __future__ import annotations
@@ -46,7 +47,11 @@ async def take_dirty(
     conn: AsyncConnection, chat_id: int, first_day: Callable[[datetime], date]
 ) -> None:
     """Delete the rows the group's dirty mark covers (from `first_day(mark)` on) and clear
-    the mark unless another write moved it meanwhile."""
+    the mark. Locks the group's row first: until the reader's transaction ends, no write to
+    the group can commit (each marks that row), so what it reads and keeps is one state."""
+    await conn.execute(
+        update(Chat).where(Chat.chat_id == chat_id).values(rollups_dirty_ts=Chat.rollups_dirty_ts)
+    )
     mark = (
         await conn.execute(select(Chat.rollups_dirty_ts).where(Chat.chat_id == chat_id))
     ).scalar()
@@ -56,11 +61,7 @@ async def take_dirty(
     await conn.execute(
         delete(DailyRollup).where(DailyRollup.chat_id == chat_id, DailyRollup.day >= start)
     )
-    await conn.execute(
-        update(Chat)
-        .where(Chat.chat_id == chat_id, Chat.rollups_dirty_ts == mark)
-        .values(rollups_dirty_ts=None)
-    )
+    await conn.execute(update(Chat).where(Chat.chat_id == chat_id).values(rollups_dirty_ts=None))
 
 
 async def drop(conn: AsyncConnection, chat_id: int) -> None:
