@@ -124,7 +124,7 @@ async def load_group(
     first_day: date,
     last_day: date,
     *,
-    now: datetime,
+    now: datetime | None = None,
     active: bool = True,
     days_only: bool = False,
 ) -> GroupData:
@@ -136,9 +136,12 @@ async def load_group(
 
     `days_only`: the caller reads nothing but these days' numbers (`data.days`, `cell` and
     `numbers_on` of them, at the rollup windows): then the days after a kept one are
-    computed from the people with events since, not from the whole history."""
+    computed from the people with events since, not from the whole history.
+    Without `now`: the whole history and the days' activity only (no day's numbers)."""
     settings = await group_settings(repo, config, chat_id)
     tz = settings.tz
+    if now is None:
+        return await _whole_history(repo, chat_id, settings, first_day, last_day, active)
     windows = metrics.rollup_windows(settings.windows)
     key = rollups_key(settings)
     days = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
@@ -158,12 +161,7 @@ async def load_group(
         complete = history is None
         if history is None:
             history = await _history(repo, chat_id, settings)
-        by_day: dict[tuple[date, str], int] = {}
-        if todo and active:
-            counts = await repo.active_user_counts(
-                chat_id, [metrics.local_day_bounds(d, tz) for d in todo]
-            )
-            by_day = {(todo[i], level): n for (i, level), n in counts.items() if i < len(todo)}
+        by_day = await _active_by_day(repo, chat_id, todo, tz) if active else {}
         computed = {d: metrics.day_numbers(history, d, windows, now, by_day) for d in todo}
         if active:
             final = [n for d, n in computed.items() if metrics.day_final_at(d, tz, windows) <= now]
@@ -173,6 +171,25 @@ async def load_group(
         by_day[(d, str(Level.RESPONSE))] = n.response_users
         by_day[(d, str(Level.INTERACTION))] = n.interaction_users
     return GroupData(chat_id, settings, history, by_day if active else {}, numbers, complete)
+
+
+async def _whole_history(
+    repo: Repo, chat_id: int, settings: GroupSettings, first: date, last: date, active: bool
+) -> GroupData:
+    history = await _history(repo, chat_id, settings)
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    by_day = await _active_by_day(repo, chat_id, days, settings.tz) if active else {}
+    return GroupData(chat_id, settings, history, by_day)
+
+
+async def _active_by_day(
+    repo: Repo, chat_id: int, days: list[date], tz: ZoneInfo
+) -> dict[tuple[date, str], int]:
+    """(local day, level) -> distinct active users."""
+    counts = await repo.active_user_counts(
+        chat_id, [metrics.local_day_bounds(d, tz) for d in days]
+    )
+    return {(days[i], level): n for (i, level), n in counts.items() if i < len(days)}
 
 
 async def _recent_history(
