@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, tuple_, union
+from sqlalchemy import BigInteger, column, func, select, tuple_, union, values
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.events import HostChange, MemberKind, MembershipEvent, Role
@@ -89,25 +89,13 @@ async def _dirty_since(conn: AsyncConnection, new: Sequence[dict[str, Any]]) -> 
     An event changes what comes after it; one that becomes a person's first event can also
     change whether they were in the group before tracking (SPEC 2): everything."""
     pairs = sorted({(r["chat_id"], r["user_id"]) for r in new})
-    hosted: set[tuple[int, int]] = set()
-    posted: dict[tuple[int, int], int] = {}
     first = await event_times(conn, pairs, func.min)
-    for chunk in chunks(pairs):
-        rows = await conn.execute(
-            select(MessageRow.chat_id, MessageRow.sender_id, func.min(MessageRow.ts))
-            .where(
-                tuple_(MessageRow.chat_id, MessageRow.sender_id).in_(chunk),
-                MessageRow.role == Role.MEMBER,
-            )
-            .group_by(MessageRow.chat_id, MessageRow.sender_id)
-        )
-        posted.update({(c, u): ts for c, u, ts in rows if u is not None})
-        host_rows = await conn.execute(
-            select(HostEventRow.chat_id, HostEventRow.user_id)
-            .where(tuple_(HostEventRow.chat_id, HostEventRow.user_id).in_(chunk))
-            .distinct()
-        )
-        hosted.update((c, u) for c, u in host_rows)
+    # whether newcomers posted or were admins before: only for people without events
+    newcomers = [p for p in pairs if p not in first]
+    posted = await event_times(
+        conn, newcomers, func.min, MessageRow, MessageRow.sender_id, MessageRow.role == Role.MEMBER
+    )
+    hosted = await event_times(conn, newcomers, func.max, HostEventRow, HostEventRow.user_id)
     since: dict[int, int] = {}
     for r in new:
         pair, ts = (r["chat_id"], r["user_id"]), r["ts"]
@@ -228,19 +216,34 @@ async def history(conn: AsyncConnection, chat_id: int, since_ts: int | None = No
 
 
 async def event_times(
-    conn: AsyncConnection, pairs: Sequence[tuple[int, int]], agg: Any
+    conn: AsyncConnection,
+    pairs: Sequence[tuple[int, int]],
+    agg: Any,
+    model: Any = MembershipEventRow,
+    person: Any = MembershipEventRow.user_id,
+    *where: Any,
 ) -> dict[tuple[int, int], int]:
-    """`agg` (func.min, func.max) of the join/leave times of each (group, person)."""
+    """`agg` (func.min, func.max) of the times of each (group, person)'s rows of `model`
+    (joins and leaves unless named): one indexed lookup per person, never a table scan."""
     out: dict[tuple[int, int], int] = {}
     for chunk in chunks(pairs):
-        rows = await conn.execute(
-            select(
-                MembershipEventRow.chat_id, MembershipEventRow.user_id, agg(MembershipEventRow.ts)
+        p = (
+            values(
+                column("chat_id", BigInteger),
+                column("user_id", BigInteger),
+                name="p",
+                literal_binds=True,  # integers: no bind-parameter limit
             )
-            .where(tuple_(MembershipEventRow.chat_id, MembershipEventRow.user_id).in_(chunk))
-            .group_by(MembershipEventRow.chat_id, MembershipEventRow.user_id)
+            .data(list(chunk))
+            .cte()
         )
-        out.update({(c, u): ts for c, u, ts in rows})
+        found = (
+            select(agg(model.ts))
+            .where(model.chat_id == p.c.chat_id, person == p.c.user_id, *where)
+            .scalar_subquery()
+        )
+        rows = await conn.execute(select(p.c.chat_id, p.c.user_id, found))
+        out.update({(c, u): ts for c, u, ts in rows if ts is not None})
     return out
 
 
