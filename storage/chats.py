@@ -116,11 +116,12 @@ async def start_tracking(
 async def bump(conn: AsyncConnection, *chat_ids: int, since_ts: int = rollups.EVERYTHING) -> None:
     """A new data version for these groups' people (every group's, with none named), and
     their daily rollups invalid from what an event at `since_ts` can affect (default: all)."""
-    stmt = update(Chat).values(data_version=Chat.data_version + 1)
+    stmt = update(Chat).values(
+        data_version=Chat.data_version + 1, rollups_dirty_ts=rollups.dirty_from(since_ts)
+    )
     if chat_ids:
         stmt = stmt.where(Chat.chat_id.in_(sorted(chat_ids)))
     await conn.execute(stmt)
-    await rollups.mark_dirty(conn, chat_ids or None, since_ts)
 
 
 async def chat_periods(

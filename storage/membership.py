@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, column, func, select, tuple_, union, values
+from sqlalchemy import func, select, tuple_, union
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.events import HostChange, MemberKind, MembershipEvent, Role
@@ -224,26 +224,20 @@ async def event_times(
     *where: Any,
 ) -> dict[tuple[int, int], int]:
     """`agg` (func.min, func.max) of the times of each (group, person)'s rows of `model`
-    (joins and leaves unless named): one indexed lookup per person, never a table scan."""
+    (joins and leaves unless named): index searches per group, never a table scan (which
+    a row-value IN with GROUP BY gets on SQLite)."""
+    by_chat: dict[int, list[int]] = {}
+    for chat_id, user_id in pairs:
+        by_chat.setdefault(chat_id, []).append(user_id)
     out: dict[tuple[int, int], int] = {}
-    for chunk in chunks(pairs):
-        p = (
-            values(
-                column("chat_id", BigInteger),
-                column("user_id", BigInteger),
-                name="p",
-                literal_binds=True,  # integers: no bind-parameter limit
+    for chat_id, users in by_chat.items():
+        for chunk in chunks(sorted(set(users))):
+            rows = await conn.execute(
+                select(person, agg(model.ts))
+                .where(model.chat_id == chat_id, person.in_(chunk), *where)
+                .group_by(person)
             )
-            .data(list(chunk))
-            .cte()
-        )
-        found = (
-            select(agg(model.ts))
-            .where(model.chat_id == p.c.chat_id, person == p.c.user_id, *where)
-            .scalar_subquery()
-        )
-        rows = await conn.execute(select(p.c.chat_id, p.c.user_id, found))
-        out.update({(c, u): ts for c, u, ts in rows if ts is not None})
+            out.update({(chat_id, u): ts for u, ts in rows if ts is not None})
     return out
 
 

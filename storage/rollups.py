@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import and_, case, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -25,16 +26,19 @@ from storage.sql import from_ts, insert_many, to_ts
 EVERYTHING = 0  # a dirty mark at the epoch: every day of the group
 
 
+def dirty_from(ts: int) -> Any:
+    """The value of `chats.rollups_dirty_ts` once an event at `ts` is written (min-merged)."""
+    return case(
+        (Chat.rollups_dirty_ts.is_(None), ts),
+        (Chat.rollups_dirty_ts > ts, ts),
+        else_=Chat.rollups_dirty_ts,
+    )
+
+
 async def mark_dirty(conn: AsyncConnection, chat_ids: Iterable[int] | None, ts: int) -> None:
     """The groups' rollups from the earliest day an event at `ts` can affect are invalid
     (all groups when `chat_ids` is None)."""
-    stmt = update(Chat).values(
-        rollups_dirty_ts=case(
-            (Chat.rollups_dirty_ts.is_(None), ts),
-            (Chat.rollups_dirty_ts > ts, ts),
-            else_=Chat.rollups_dirty_ts,
-        )
-    )
+    stmt = update(Chat).values(rollups_dirty_ts=dirty_from(ts))
     if chat_ids is not None:
         ids = sorted(set(chat_ids))
         if not ids:
