@@ -332,11 +332,6 @@ class Repo:
             async with self._begin() as conn:
                 await rollups.store(conn, chat_id, days, key, now)
 
-    async def refresh_rollups(self, chat_id: int) -> None:
-        """Nothing kept is trusted: everything is recomputed on the next read."""
-        async with self._begin() as conn:
-            await rollups.mark_dirty(conn, [chat_id], rollups.EVERYTHING)
-
     # ---- exactly-once sending -------------------------------------------------------
 
     async def claim(
