@@ -83,7 +83,10 @@ async def run(args: argparse.Namespace) -> None:
             )
         now = datetime.now(UTC)
         head = metrics.headcount_at(
-            (await service.load_group(repo, config, chat_id, now.date(), now.date())).history, now
+            (
+                await service.load_group(repo, config, chat_id, now.date(), now.date(), now=now)
+            ).history,
+            now,
         )
         print(f"members now: {head:,}")
         for cold in (True, False):

@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta
 from bot import metrics
 from bot.config import Target
 from bot.service import GroupData, range_days, ranged_value
+from bot.service import cell as service_cell
 from bot.targets import metric_window
 
 RECENT_COHORTS = 3  # only the freshest matured cohorts are checked: no alerts about old news
@@ -56,7 +57,7 @@ def _retention_breaches(
     matured_days = [today - timedelta(days=i) for i in range(span, -1, -1)]
     matured_days = [d for d in matured_days if cohort_matured_at(d, window, data) <= now]
     for day in matured_days[-RECENT_COHORTS:]:
-        cell = metrics.retention(data.history, day, window, now)
+        cell = service_cell(data, day, window.name, now)
         if cell.rate is None or cell.matured < data.settings.min_sample:
             continue
         if cell.rate < target.value:
