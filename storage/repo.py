@@ -8,6 +8,7 @@ caches, and one method per query, each run by the module that owns its tables:
 - storage.claims: exactly-once sending of digests and alerts
 - storage.privacy: /forgetme, /purge, retention
 - storage.failed: the dead-letter table
+- storage.analytics: the facade's part for growth insights and daily rollups
 - storage.sql: helpers they share (storage.bulk is the importer's batched writer)
 
 No SQL outside storage/. Every write is idempotent (unique keys + ON CONFLICT DO NOTHING
@@ -18,11 +19,11 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -34,8 +35,8 @@ from bot.events import (
     Post,
     ReplyTarget,
 )
-from bot.metrics import DayNumbers
-from storage import chats, claims, db, failed, hosts, membership, posts, privacy, rollups, sql
+from storage import chats, claims, db, failed, hosts, membership, posts, privacy, sql
+from storage.analytics import AnalyticsReads
 from storage.chats import ChatInfo, UserTuple
 from storage.membership import HistoryRows
 
@@ -53,7 +54,7 @@ class _Batch:
     membership: list[MembershipEvent] = field(default_factory=list)
 
 
-class Repo:
+class Repo(AnalyticsReads):
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
@@ -266,32 +267,6 @@ class Repo:
         async with self._connect() as conn:
             return await posts.active_user_counts(conn, chat_id, day_bounds)
 
-    # ---- growth insights (SPEC 12) ----------------------------------------------------
-
-    async def newcomer_activity(
-        self, chat_id: int, start_utc: datetime, end_utc: datetime
-    ) -> list[ActivityMark]:
-        async with self._connect() as conn:
-            return await posts.newcomer_activity(conn, chat_id, start_utc, end_utc)
-
-    async def member_message_counts(
-        self, chat_id: int, start_utc: datetime, end_utc: datetime, bucket_s: int = 900
-    ) -> list[tuple[datetime, int]]:
-        async with self._connect() as conn:
-            return await posts.member_message_counts(conn, chat_id, start_utc, end_utc, bucket_s)
-
-    async def host_post_responders(
-        self, chat_id: int, start_utc: datetime, end_utc: datetime, within_s: int
-    ) -> list[tuple[datetime, int]]:
-        async with self._connect() as conn:
-            return await posts.host_post_responders(conn, chat_id, start_utc, end_utc, within_s)
-
-    async def user_profiles(
-        self, user_ids: Iterable[int]
-    ) -> dict[int, tuple[str | None, str | None]]:
-        async with self._connect() as conn:
-            return await chats.user_profiles(conn, user_ids)
-
     # ---- migration -------------------------------------------------------------------
 
     async def migrate_chat(self, old_id: int, new_id: int) -> bool:
@@ -332,31 +307,6 @@ class Repo:
     ) -> list[tuple[int, str | None, datetime | None, datetime | None, int]]:
         async with self._connect() as conn:
             return await chats.chat_periods(conn)
-
-    # ---- daily rollups ---------------------------------------------------------------
-
-    async def kept_days(
-        self,
-        chat_id: int,
-        first: date,
-        last: date,
-        key: rollups.Key,
-        first_dirty_day: Callable[[datetime], date],
-    ) -> dict[date, DayNumbers]:
-        """The kept days of [first, last] computed with `key`, after dropping those that
-        writes since the last call made dirty (`first_dirty_day`: the earliest local day an
-        event at a time can change)."""
-        async with self._begin() as conn:
-            await rollups.take_dirty(conn, chat_id, first_dirty_day)
-            return await rollups.load(conn, chat_id, first, last, key)
-
-    async def keep_rollups(
-        self, chat_id: int, days: Sequence[DayNumbers], key: rollups.Key, now: datetime
-    ) -> None:
-        """Keep final days as computed from raw rows (in the reader's transaction)."""
-        if days:
-            async with self._begin() as conn:
-                await rollups.store(conn, chat_id, days, key, now)
 
     # ---- exactly-once sending -------------------------------------------------------
 
