@@ -604,8 +604,8 @@ def duck_numbers(con: Any, command: str) -> Any:
                (SELECT baseline FROM chat) + sum(dd) FILTER (ts < {before})
         FROM eff"""
     ).fetchone()
-    audience = duck_audience(con, [day], config)[day.isoformat()]
-    active = duck_active(con, [day], config)
+    day_audience = duck_audience(con, [day], config)[day.isoformat()]
+    day_active = duck_active(con, [day], config)
     return {
         "date": day.isoformat(),
         "joins": joins,
@@ -613,9 +613,9 @@ def duck_numbers(con: Any, command: str) -> Any:
         "headcount_end": end,
         "net": end - end_before,
         "retention": {w: [c.isoformat(), *cells[c.isoformat()][w]] for w, c in cohorts.items()},
-        "audience": audience,
-        "response": active.get((day.isoformat(), "response"), 0),
-        "interaction": active.get((day.isoformat(), "interaction"), 0),
+        "audience": day_audience,
+        "response": day_active.get((day.isoformat(), "response"), 0),
+        "interaction": day_active.get((day.isoformat(), "interaction"), 0),
     }
 
 
