@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -295,12 +296,30 @@ def tables(r: Rows) -> list[Table]:
     ]
 
 
-async def create_schema(url: str) -> None:
+async def create_schema(url: str, revision: str = SCHEMA_REVISION) -> None:
     engine = db.make_engine(url)
     try:
-        await db.upgrade(engine, SCHEMA_REVISION)
+        await db.upgrade(engine, revision)
     finally:
         await engine.dispose()
+
+
+def schema_head() -> str:
+    """The newest schema revision of this code."""
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(db.MIGRATIONS))
+    return ScriptDirectory.from_config(cfg).get_current_head() or SCHEMA_REVISION
+
+
+def upgraded(url: str) -> None:
+    """Run this code's later migrations on a copy of the generated rows (timed: a migration
+    may derive tables from them)."""
+    t = time.perf_counter()
+    asyncio.run(create_schema(url, "head"))
+    note(f"upgraded the copy to {schema_head()} in {time.perf_counter() - t:.0f} s")
 
 
 def ensure_sqlite(p: Params, rows: Callable[[], Rows]) -> str:
@@ -323,7 +342,17 @@ def ensure_sqlite(p: Params, rows: Callable[[], Rows]) -> str:
         con.close()
         tmp.rename(path)
         note(f"wrote {path} in {time.perf_counter() - t:.0f} s")
-    return f"sqlite+aiosqlite:///{path}"
+    head = schema_head()
+    if head == SCHEMA_REVISION:
+        return f"sqlite+aiosqlite:///{path}"
+    # the generated file stays at its revision; each later schema gets a copy of its own
+    copy = CACHE / f"metrics_{p.key}_at_{head}.db"
+    if not copy.exists():
+        tmp = copy.with_suffix(".tmp")
+        shutil.copyfile(path, tmp)
+        upgraded(f"sqlite+aiosqlite:///{tmp}")
+        tmp.rename(copy)
+    return f"sqlite+aiosqlite:///{copy}"
 
 
 def pg_urls(server: str, p: Params) -> tuple[str, str, str]:
@@ -343,30 +372,48 @@ async def ensure_pg(server: str, p: Params, rows: Callable[[], Rows]) -> str:
     url, admin, name = pg_urls(server, p)
     con = await asyncpg.connect(admin)
     try:
-        if await con.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+        if not await con.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await load_pg(con, url, name, rows)
+        head = schema_head()
+        if head == SCHEMA_REVISION:
             return url
-        t = time.perf_counter()
-        tmp = f"{name}_tmp"
-        await con.execute(f'DROP DATABASE IF EXISTS "{tmp}"')
-        await con.execute(f'CREATE DATABASE "{tmp}"')
-        tmp_url = make_url(url).set(database=tmp)
-        await create_schema(tmp_url.render_as_string(hide_password=False))
-        r = rows()
-        dest = await asyncpg.connect(
-            tmp_url.set(drivername="postgresql").render_as_string(hide_password=False)
-        )
-        try:
-            for table, cols, chunks in tables(r):
-                for chunk in chunks():
-                    await dest.copy_records_to_table(table, records=chunk, columns=cols)
-            await dest.execute("VACUUM ANALYZE")  # what autovacuum does soon after a load
-        finally:
-            await dest.close()
-        await con.execute(f'ALTER DATABASE "{tmp}" RENAME TO "{name}"')
-        note(f"wrote PostgreSQL database {name} in {time.perf_counter() - t:.0f} s")
+        # the generated database stays at its revision; each later schema gets a copy
+        copy = f"{name}_at_{head}"
+        if not await con.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", copy):
+            await con.execute(f'DROP DATABASE IF EXISTS "{copy}_tmp"')
+            await con.execute(f'CREATE DATABASE "{copy}_tmp" TEMPLATE "{name}"')
+            tmp_url = make_url(url).set(database=f"{copy}_tmp")
+            await asyncio.to_thread(upgraded, tmp_url.render_as_string(hide_password=False))
+            await con.execute(f'ALTER DATABASE "{copy}_tmp" RENAME TO "{copy}"')
+        return make_url(url).set(database=copy).render_as_string(hide_password=False)
     finally:
         await con.close()
-    return url
+
+
+async def load_pg(con: Any, url: str, name: str, rows: Callable[[], Rows]) -> None:
+    """Write the generated rows to a new database `name` (under a temporary name until done)."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    t = time.perf_counter()
+    tmp = f"{name}_tmp"
+    await con.execute(f'DROP DATABASE IF EXISTS "{tmp}"')
+    await con.execute(f'CREATE DATABASE "{tmp}"')
+    tmp_url = make_url(url).set(database=tmp)
+    await create_schema(tmp_url.render_as_string(hide_password=False))
+    r = rows()
+    dest = await asyncpg.connect(
+        tmp_url.set(drivername="postgresql").render_as_string(hide_password=False)
+    )
+    try:
+        for table, cols, chunks in tables(r):
+            for chunk in chunks():
+                await dest.copy_records_to_table(table, records=chunk, columns=cols)
+        await dest.execute("VACUUM ANALYZE")  # what autovacuum does soon after a load
+    finally:
+        await dest.close()
+    await con.execute(f'ALTER DATABASE "{tmp}" RENAME TO "{name}"')
+    note(f"wrote PostgreSQL database {name} in {time.perf_counter() - t:.0f} s")
 
 
 def ensure_duckdb(p: Params, rows: Callable[[], Rows]) -> Path:

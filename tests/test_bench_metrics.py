@@ -57,3 +57,17 @@ def test_cli_prints_medians_ratios_and_the_check(
     assert set(out["medians_ms"]["report"]) == {"SQLite", "DuckDB"}
     assert out["ratio_to_duckdb"]["report"]["SQLite"] > 0
     assert out["numbers_vs_duckdb"] == {"SQLite": {"report": "equal"}}
+
+
+def test_a_later_schema_runs_on_a_copy_of_the_generated_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bm, "CACHE", tmp_path)
+    monkeypatch.setattr(bm, "SCHEMA_REVISION", "0006")  # rows written before 0007
+    url = bm.ensure_sqlite(SMALL, lambda: bm.generate(SMALL))
+    assert url.endswith(f"_at_{bm.schema_head()}.db")
+    assert (tmp_path / f"metrics_{SMALL.key}.db").exists()  # the generated file is kept
+    duck = bm.ensure_duckdb(SMALL, lambda: bm.generate(SMALL))
+    _, got = asyncio.run(bm.opsbot_call(url, "report", join=False))
+    _, expected = bm.duck_call(str(duck), "report")
+    assert bm.mismatches(expected, got) == []
