@@ -1,5 +1,5 @@
 """The metrics benchmark at a tiny scale: its DuckDB SQL gives opsbot's numbers, its bench
-join lands and is forgotten again, and a difference is reported (benchmarks/bench_metrics.py)."""
+join lands and is removed again, and a difference is reported (benchmarks/bench_metrics.py)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def test_duckdb_sql_gives_opsbots_numbers(small: tuple[str, str], command: str) 
         assert len(got) == bm.SPAN
 
 
-def test_the_bench_join_counts_then_is_forgotten(small: tuple[str, str]) -> None:
+def test_the_bench_join_counts_then_is_removed(small: tuple[str, str]) -> None:
     url, duck = small
     _, expected = bm.duck_call(duck, "retention")
     _, with_join = asyncio.run(bm.opsbot_call(url, "retention", join=True))
