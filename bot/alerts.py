@@ -9,6 +9,7 @@ from bot import metrics
 from bot.config import Target
 from bot.events import Level
 from bot.service import GroupData, active_rate_on, range_days
+from bot.service import cell as service_cell
 from bot.targets import metric_window
 
 RECENT_COHORTS = 3  # only the freshest matured cohorts are checked: no alerts about old news
@@ -57,7 +58,7 @@ def _retention_breaches(
     matured_days = [today - timedelta(days=i) for i in range(span, -1, -1)]
     matured_days = [d for d in matured_days if cohort_matured_at(d, window, data) <= now]
     for day in matured_days[-RECENT_COHORTS:]:
-        cell = metrics.retention(data.history, day, window, now)
+        cell = service_cell(data, day, window.name, now)
         if cell.rate is None or cell.matured < data.settings.min_sample:
             continue
         if cell.rate < target.value:

@@ -62,12 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     dbp = sub.add_parser(
         "db",
-        help="database schema: upgrade to the latest version, or status",
+        help="database schema: upgrade to the latest version, or status; refresh the "
+        "daily rollups",
         description="upgrade creates the database and its tables or brings them up to "
-        "date; status only reads (exit code 1 where there is no database).",
+        "date; status only reads (exit code 1 where there is no database); refresh "
+        "computes every group's finished days not kept yet in the daily rollups (the "
+        "daily_metrics view), as reports do on their own for the days they show.",
     )
     _add_config(dbp)
-    dbp.add_argument("action", choices=["upgrade", "status"])
+    dbp.add_argument("action", choices=["upgrade", "status", "refresh"])
     dbp.set_defaults(func=cmd_db)
     rep = sub.add_parser(
         "report",
@@ -291,6 +294,11 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
 def cmd_db(args: argparse.Namespace, config: Config) -> int:
     from storage import db
 
+    if args.action == "refresh":
+        kept = asyncio.run(_refresh(config))
+        print(f"daily rollups: {kept:,} days kept")
+        return 0
+
     async def main() -> str | None:
         upgrade = args.action == "upgrade"
         engine = await db.open_engine(config.storage_url, create=upgrade, upgrade_schema=upgrade)
@@ -302,6 +310,33 @@ def cmd_db(args: argparse.Namespace, config: Config) -> int:
     revision = asyncio.run(main())
     print(f"schema revision: {revision or 'none (run: opsbot db upgrade)'}")
     return 0
+
+
+async def _refresh(config: Config) -> int:
+    """Every tracked group's days from its first tracked day to today through the report
+    service, which keeps the final ones; returns the rows kept."""
+    from datetime import UTC, datetime
+
+    from bot import metrics, service
+    from storage import db
+    from storage.repo import Repo
+
+    repo = Repo(await db.open_engine(config.storage_url, create=False))
+    try:
+        now = datetime.now(UTC)
+        for chat_id in await repo.chat_ids(active_only=False):
+            info = await repo.chat(chat_id)
+            if info is None or info.migrated_to_chat_id is not None:
+                continue
+            start = info.tracking_start_utc
+            if start is None:
+                continue
+            tz = (await service.group_settings(repo, config, chat_id)).tz
+            first, today = metrics.local_day(start, tz), metrics.local_day(now, tz)
+            await service.load_group(repo, config, chat_id, first, today, now=now)
+        return (await repo.counts())["daily_rollups"]
+    finally:
+        await repo.close()
 
 
 def database_failure(url: str, exc: Exception) -> str | None:

@@ -319,3 +319,77 @@ def mean_rate(rates: Iterable[float | None]) -> float | None:
     """The playbook's "average from day A to B": mean of daily rates, days without one left out."""
     known = [r for r in rates if r is not None]
     return sum(known) / len(known) if known else None
+
+
+# ---- daily rollups (a cache of `day_numbers`, kept by storage/rollups.py) -----------------
+
+DEFAULT_WINDOWS = ("1h", "day0", "day1")  # always in a rollup row (the daily_metrics view)
+
+
+@dataclass(frozen=True, slots=True)
+class DayNumbers:
+    """Every number of one group's local day D that a report reads (SPEC 3, 4, 8, 9)."""
+
+    day: date
+    joins: int
+    leaves: int
+    headcount_end: int | None
+    audience: int | None
+    response_users: int
+    interaction_users: int
+    cells: Mapping[str, RetentionCell]  # cohort D at each window
+
+
+def rollup_windows(windows: Iterable[str]) -> tuple[str, ...]:
+    """The windows a rollup row holds: the configured ones and the defaults, sorted."""
+    return tuple(sorted({*windows, *DEFAULT_WINDOWS}))
+
+
+def day_numbers(
+    history: GroupHistory,
+    day: date,
+    windows: Iterable[str],
+    now: datetime,
+    active: Mapping[tuple[date, str], int],
+) -> DayNumbers:
+    return DayNumbers(
+        day,
+        joins_on(history, day),
+        leaves_on(history, day),
+        headcount_end(history, day, now),
+        audience(history, day),
+        active.get((day, str(Level.RESPONSE)), 0),
+        active.get((day, str(Level.INTERACTION)), 0),
+        {w: retention(history, day, parse_window(w), now) for w in windows},
+    )
+
+
+def day_final_at(day: date, tz: ZoneInfo, windows: Iterable[str]) -> datetime:
+    """When no number of day D can change any more without a late event: the day is over
+    and every checkpoint of its cohort is past. A rollup row serves D only from then."""
+    end = local_day_bounds(day, tz)[1]
+    last = end
+    for name in windows:
+        w = parse_window(name)
+        if w.hours is not None:
+            last = max(last, end + timedelta(hours=w.hours))
+        else:
+            assert w.days is not None
+            last = max(last, local_day_bounds(day + timedelta(days=w.days), tz)[1])
+    return last
+
+
+def earliest_affected_day(ts_utc: datetime, tz: ZoneInfo, windows: Iterable[str]) -> date:
+    """The earliest local day whose numbers an event at `ts_utc` can change: its own day
+    (cohort, leaves, head-count and audience from then on, activity), and every cohort whose
+    checkpoint comes after it (an event at c belongs to what comes after c, SPEC 3)."""
+    first = local_day(ts_utc, tz)
+    for name in windows:
+        w = parse_window(name)
+        if w.hours is not None:
+            # joins after ts − N h have their checkpoint after ts
+            first = min(first, local_day(ts_utc - timedelta(hours=w.hours), tz))
+        else:
+            assert w.days is not None
+            first = min(first, local_day(ts_utc, tz) - timedelta(days=w.days))
+    return first

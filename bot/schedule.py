@@ -201,7 +201,9 @@ async def send_alerts(
     if not targets:
         return 0
     today = metrics.local_day(now, settings.tz)
-    data = await service.load_group(repo, config, chat_id, today - timedelta(days=40), today)
+    data = await service.load_group(
+        repo, config, chat_id, today - timedelta(days=40), today, now=now
+    )
     sent = 0
     for breach in alerts.breaches(data, targets, now):
         if not await repo.claim(chat_id, "alert", breach.metric, breach.period, OWNER, now):

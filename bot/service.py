@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -26,6 +26,7 @@ from bot.config import (
 )
 from bot.events import Level
 from bot.targets import ACTIVE_METRICS, metric_window, parse_metric, parse_range
+from storage.membership import HistoryRows
 from storage.repo import Repo
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,9 @@ class GroupData:
     settings: GroupSettings
     history: metrics.GroupHistory
     active_counts: dict[tuple[date, str], int]  # (local day, level) -> distinct active users
+    # every number of each day loaded: from the daily rollups where final, else from raw rows
+    days: dict[date, metrics.DayNumbers] = field(default_factory=dict)
+    complete: bool = True  # history holds everyone (else: only what `days` needed)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -120,19 +124,121 @@ async def load_group(
     first_day: date,
     last_day: date,
     *,
+    now: datetime | None = None,
     active: bool = True,
+    days_only: bool = False,
 ) -> GroupData:
+    """The group's numbers of [first_day, last_day] as of `now`: the one place reports,
+    digests, alerts, /trend and exports read them. Final days come from the daily rollups
+    (recomputed from raw rows where a write made them dirty, then kept); days whose numbers
+    can still change are computed from raw rows, never from a rollup row. All in one
+    transaction: what is kept is what the rows said.
+
+    `days_only`: the caller reads nothing but these days' numbers (`data.days`, `cell` and
+    `numbers_on` of them, at the rollup windows): then the days after a kept one are
+    computed from the people with events since, not from the whole history.
+    Without `now`: the whole history and the days' activity only (no day's numbers)."""
     settings = await group_settings(repo, config, chat_id)
     tz = settings.tz
-    history = await _history(repo, chat_id, settings)
+    if now is None:
+        return await _whole_history(repo, chat_id, settings, first_day, last_day, active)
+    windows = metrics.rollup_windows(settings.windows)
+    key = rollups_key(settings)
     days = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
-    if not active:
-        return GroupData(chat_id, settings, history, {})
+    async with repo.batch():
+        kept = await repo.kept_days(
+            chat_id,
+            first_day - timedelta(days=1),
+            last_day,
+            key,
+            lambda ts: metrics.earliest_affected_day(ts, tz, windows),
+        )
+        served = {d: n for d, n in kept.items() if metrics.day_final_at(d, tz, windows) <= now}
+        todo = [d for d in days if d not in served]
+        history = None
+        if days_only:
+            history = await _recent_history(repo, chat_id, settings, todo, served, now)
+        complete = history is None
+        if history is None:
+            history = await _history(repo, chat_id, settings)
+        by_day = await _active_by_day(repo, chat_id, todo, tz) if active else {}
+        computed = {d: metrics.day_numbers(history, d, windows, now, by_day) for d in todo}
+        if active:
+            final = [n for d, n in computed.items() if metrics.day_final_at(d, tz, windows) <= now]
+            await repo.keep_rollups(chat_id, final, key, now)
+    numbers = {**served, **computed}
+    for d, n in served.items():
+        by_day[(d, str(Level.RESPONSE))] = n.response_users
+        by_day[(d, str(Level.INTERACTION))] = n.interaction_users
+    return GroupData(chat_id, settings, history, by_day if active else {}, numbers, complete)
+
+
+async def _whole_history(
+    repo: Repo, chat_id: int, settings: GroupSettings, first: date, last: date, active: bool
+) -> GroupData:
+    history = await _history(repo, chat_id, settings)
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    by_day = await _active_by_day(repo, chat_id, days, settings.tz) if active else {}
+    return GroupData(chat_id, settings, history, by_day)
+
+
+async def _active_by_day(
+    repo: Repo, chat_id: int, days: list[date], tz: ZoneInfo
+) -> dict[tuple[date, str], int]:
+    """(local day, level) -> distinct active users."""
     counts = await repo.active_user_counts(
         chat_id, [metrics.local_day_bounds(d, tz) for d in days]
     )
-    by_day = {(days[i], level): n for (i, level), n in counts.items() if i < len(days)}
-    return GroupData(chat_id, settings, history, by_day)
+    return {(days[i], level): n for (i, level), n in counts.items() if i < len(days)}
+
+
+async def _recent_history(
+    repo: Repo,
+    chat_id: int,
+    settings: GroupSettings,
+    todo: list[date],
+    kept: dict[date, metrics.DayNumbers],
+    now: datetime,
+) -> metrics.GroupHistory | None:
+    """What the days `todo` need when the day before the first of them is kept: the
+    people with events from that day on, and a baseline that makes the head-count at its
+    start the kept one (nobody else changes from then on). None: the whole history."""
+    if not todo:
+        return None  # all kept: the history only for what else the caller reads (drift)
+    before = kept.get(todo[0] - timedelta(days=1))
+    start = metrics.local_day_bounds(todo[0], settings.tz)[0]
+    if before is None or before.headcount_end is None or now < start:
+        return None
+    rows = await repo.history(chat_id, since=start)
+    if rows.tracking_start_utc is None or rows.tracking_start_utc >= start:
+        return None
+    own = metrics.headcount_at(group_history(replace(rows, baseline_count=0), settings), start)
+    assert own is not None
+    return group_history(replace(rows, baseline_count=before.headcount_end - own), settings)
+
+
+def rollups_key(settings: GroupSettings) -> tuple[str, str, str]:
+    """What a rollup row was computed with: timezone, windows, config-file hosts."""
+    hosts = ",".join(str(h) for h in sorted(settings.hosts))
+    return settings.timezone, ",".join(metrics.rollup_windows(settings.windows)), hosts
+
+
+def cell(data: GroupData, day: date, window: str, now: datetime) -> metrics.RetentionCell:
+    """Cohort D at a window: from the day's numbers when loaded, else from the history."""
+    n = data.days.get(day)
+    if n is not None and window in n.cells:
+        return n.cells[window]
+    assert data.complete, "load_group(days_only=True) for a day or window it did not load"
+    return metrics.retention(data.history, day, metrics.parse_window(window), now)
+
+
+def numbers_on(data: GroupData, day: date, now: datetime) -> metrics.DayNumbers:
+    n = data.days.get(day)
+    if n is None:
+        assert data.complete, "load_group(days_only=True) for a day it did not load"
+        windows = metrics.rollup_windows(data.settings.windows)
+        n = metrics.day_numbers(data.history, day, windows, now, data.active_counts)
+    return n
 
 
 MEMO_SIZE = 64  # groups whose derived history a process keeps
@@ -148,8 +254,16 @@ async def _history(repo: Repo, chat_id: int, settings: GroupSettings) -> metrics
     if cached is not None:
         repo.memo.move_to_end(key)
         return cached
-    rows = await repo.history(chat_id)
-    history = metrics.GroupHistory(
+    history = group_history(await repo.history(chat_id), settings)
+    repo.memo[key] = history
+    while len(repo.memo) > MEMO_SIZE:
+        repo.memo.popitem(last=False)
+    return history
+
+
+def group_history(rows: HistoryRows, settings: GroupSettings) -> metrics.GroupHistory:
+    """The metrics' view of a group's stored people under its settings."""
+    return metrics.GroupHistory(
         tz=settings.tz,
         tracking_start_utc=rows.tracking_start_utc,
         baseline_count=rows.baseline_count,
@@ -159,18 +273,16 @@ async def _history(repo: Repo, chat_id: int, settings: GroupSettings) -> metrics
         bots=rows.bots,
         first_post_utc=rows.first_post_utc,
     )
-    repo.memo[key] = history
-    while len(repo.memo) > MEMO_SIZE:
-        repo.memo.popitem(last=False)
-    return history
 
 
 def active_rate_on(
     data: GroupData, day: date, level: Level
 ) -> tuple[int, int | None, float | None]:
     """(active users, audience, rate) of one local day."""
+    n = data.days.get(day)
+    assert n is not None or data.complete, "load_group(days_only=True) for a day it did not load"
     users = data.active_counts.get((day, str(level)), 0)
-    audience = metrics.audience(data.history, day)
+    audience = n.audience if n is not None else metrics.audience(data.history, day)
     return users, audience, metrics.active_rate(users, audience)
 
 
@@ -195,8 +307,7 @@ def target_value(
     if window is not None:
         w = metrics.parse_window(window)
         cohort_day = metrics.report_cohort_day(day, w)
-        cell = metrics.retention(data.history, cohort_day, w, now)
-        return cell.rate, cohort_day.isoformat()
+        return cell(data, cohort_day, window, now).rate, cohort_day.isoformat()
     level = Level.RESPONSE if target.metric == "response_rate" else Level.INTERACTION
     days = range_days(target.range, day, data.settings.campaign_start)
     if not days:
@@ -232,27 +343,48 @@ async def day_report(
     """The report of one local day: SPEC 8's JSON structure."""
     settings = await group_settings(repo, config, chat_id)
     targets = await targets_in_force(repo, settings, chat_id)
-    data = await load_group(
-        repo, config, chat_id, earliest_day_needed(targets, day, settings), day
-    )
+    first = earliest_day_needed(targets, day, settings)
+    only = days_suffice(settings, targets, [day], first)
+    data = await load_group(repo, config, chat_id, first, day, now=now, days_only=only)
     return report_from(data, targets, day, now)
+
+
+def days_suffice(
+    settings: GroupSettings, targets: list[Target], days: list[date], first: date
+) -> bool:
+    """Whether the reports of `days` read only the numbers of days from `first` at the
+    rollup windows (then load_group need not read the whole history)."""
+    windows = metrics.rollup_windows(settings.windows)
+    names = [*settings.windows, *(metric_window(t.metric) for t in targets)]
+    for name in names:
+        if name is None:
+            continue
+        if name not in windows:
+            return False
+        w = metrics.parse_window(name)
+        if any(metrics.report_cohort_day(d, w) < first for d in days):
+            return False
+    return all(
+        t.range is None or t.range.startswith("last ")
+        for t in targets
+        if t.metric in ACTIVE_METRICS
+    )
 
 
 def report_from(
     data: GroupData, targets: list[Target], day: date, now: datetime
 ) -> dict[str, object]:
-    h = data.history
+    numbers = numbers_on(data, day, now)
     retention: dict[str, object] = {}
     for name in data.settings.windows:
-        w = metrics.parse_window(name)
-        cohort_day = metrics.report_cohort_day(day, w)
-        cell = metrics.retention(h, cohort_day, w, now)
+        cohort_day = metrics.report_cohort_day(day, metrics.parse_window(name))
+        c = cell(data, cohort_day, name, now)
         retention[name] = {
             "cohort": cohort_day.isoformat(),
-            "retained": cell.retained,
-            "matured": cell.matured,
-            "pending": cell.pending,
-            "rate": r4(cell.rate),
+            "retained": c.retained,
+            "matured": c.matured,
+            "pending": c.pending,
+            "rate": r4(c.rate),
         }
     resp_users, audience, resp_rate = active_rate_on(data, day, Level.RESPONSE)
     int_users, _, int_rate = active_rate_on(data, day, Level.INTERACTION)
@@ -272,9 +404,9 @@ def report_from(
         "chat_id": data.chat_id,
         "date": day.isoformat(),
         "timezone": data.settings.timezone,
-        "joins": metrics.joins_on(h, day),
-        "leaves": metrics.leaves_on(h, day),
-        "headcount_end": metrics.headcount_end(h, day, now),
+        "joins": numbers.joins,
+        "leaves": numbers.leaves,
+        "headcount_end": numbers.headcount_end,
         "retention": retention,
         "active": {
             "audience": audience,
@@ -287,8 +419,8 @@ def report_from(
 
 def net_change(data: GroupData, day: date, now: datetime) -> int | None:
     """headcount_end(D) − headcount_end(D−1) (SPEC 9)."""
-    today = metrics.headcount_end(data.history, day, now)
-    before = metrics.headcount_end(data.history, day - timedelta(days=1), now)
+    today = numbers_on(data, day, now).headcount_end
+    before = numbers_on(data, day - timedelta(days=1), now).headcount_end
     return None if today is None or before is None else today - before
 
 
@@ -303,13 +435,9 @@ async def digest(repo: Repo, config: Config, chat_id: int, day: date, now: datet
     """The day's report, with what the digest adds to it (SPEC 6)."""
     settings = await group_settings(repo, config, chat_id)
     targets = await targets_in_force(repo, settings, chat_id)
-    data = await load_group(
-        repo,
-        config,
-        chat_id,
-        earliest_day_needed(targets, day, settings) - timedelta(days=1),
-        day,
-    )
+    first = earliest_day_needed(targets, day, settings) - timedelta(days=1)
+    only = days_suffice(settings, targets, [day - timedelta(days=1), day], first)
+    data = await load_group(repo, config, chat_id, first, day, now=now, days_only=only)
     changes = []
     for target in targets:
         today, _ = target_value(data, target, day, now)
@@ -319,7 +447,14 @@ async def digest(repo: Repo, config: Config, chat_id: int, day: date, now: datet
 
 
 async def recent_days(
-    repo: Repo, config: Config, chat_id: int, days: int, now: datetime, *, active: bool = True
+    repo: Repo,
+    config: Config,
+    chat_id: int,
+    days: int,
+    now: datetime,
+    *,
+    active: bool = True,
+    days_only: bool = True,
 ) -> tuple[GroupData, list[date]]:
     """The group's data and its `days` most recent local days ending today, oldest first."""
     settings = await group_settings(repo, config, chat_id)
@@ -327,7 +462,14 @@ async def recent_days(
     span = [last - timedelta(days=i) for i in range(days - 1, -1, -1)]
     # one day more than shown: day1 of the oldest row's previous cohort, net changes
     data = await load_group(
-        repo, config, chat_id, span[0] - timedelta(days=1), last, active=active
+        repo,
+        config,
+        chat_id,
+        span[0] - timedelta(days=1),
+        last,
+        now=now,
+        active=active,
+        days_only=days_only,
     )
     return data, span
 
@@ -341,15 +483,15 @@ async def retention_rows(
     for day in span:
         cells = {}
         for name in data.settings.windows:
-            cell = metrics.retention(data.history, day, metrics.parse_window(name), now)
+            c = cell(data, day, name, now)
             cells[name] = {
-                "retained": cell.retained,
-                "matured": cell.matured,
-                "pending": cell.pending,
-                "rate": cell.rate,
+                "retained": c.retained,
+                "matured": c.matured,
+                "pending": c.pending,
+                "rate": c.rate,
             }
         rows.append(
-            {"day": day.isoformat(), "joins": metrics.joins_on(data.history, day), "cells": cells}
+            {"day": day.isoformat(), "joins": numbers_on(data, day, now).joins, "cells": cells}
         )
     return rows, data.settings
 
@@ -387,13 +529,15 @@ async def metric_series(
     repo: Repo, config: Config, chat_id: int, metric: str, days: int, now: datetime
 ) -> tuple[list[TrendPoint], float | None]:
     """One point per local day of a metric (cohort rate or daily active rate), and its target."""
-    data, span = await recent_days(repo, config, chat_id, days, now)
     window = metric_window(metric)
+    windows = metrics.rollup_windows((await group_settings(repo, config, chat_id)).windows)
+    only = window is None or window in windows
+    data, span = await recent_days(repo, config, chat_id, days, now, days_only=only)
     series: list[TrendPoint] = []
     for day in span:
         if window is not None:
-            cell = metrics.retention(data.history, day, metrics.parse_window(window), now)
-            series.append(TrendPoint(day, cell.rate, cell.matured, cell.pending > 0))
+            c = cell(data, day, window, now)
+            series.append(TrendPoint(day, c.rate, c.matured, c.pending > 0))
         else:
             level = Level.RESPONSE if metric == "response_rate" else Level.INTERACTION
             _, audience, rate = active_rate_on(data, day, level)
@@ -419,25 +563,24 @@ async def daily_rows(
 ) -> list[dict[str, object]]:
     """One row of every daily number per local day (CSV export), oldest first."""
     data, span = await recent_days(repo, config, chat_id, days, now)
-    h = data.history
     rows: list[dict[str, object]] = []
     for day in span:
         resp, audience, resp_rate = active_rate_on(data, day, Level.RESPONSE)
         inter, _, inter_rate = active_rate_on(data, day, Level.INTERACTION)
+        n = numbers_on(data, day, now)
         row: dict[str, object] = {
             "date": day.isoformat(),
-            "joins": metrics.joins_on(h, day),
-            "leaves": metrics.leaves_on(h, day),
-            "headcount_end": metrics.headcount_end(h, day, now),
+            "joins": n.joins,
+            "leaves": n.leaves,
+            "headcount_end": n.headcount_end,
             "audience": audience,
             "response_users": resp,
             "response_rate": r4(resp_rate),
             "interaction_users": inter,
             "interaction_rate": r4(inter_rate),
         }
-        for name in ("1h", "day0", "day1"):
-            cell = metrics.retention(h, day, metrics.parse_window(name), now)
-            row[f"retention_{name}"] = r4(cell.rate)
+        for name in metrics.DEFAULT_WINDOWS:
+            row[f"retention_{name}"] = r4(cell(data, day, name, now).rate)
         rows.append(row)
     return rows
 

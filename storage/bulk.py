@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.events import ActivityMark, HostChange, Level, MembershipEvent, Post, ReplyTarget, Role
+from storage.chats import bump
 from storage.hosts import host_row
 from storage.membership import membership_row
 from storage.models import (
@@ -242,10 +243,9 @@ class BulkWriter:
         )
 
     async def bump(self, chat_id: int) -> None:
-        """A new data version for the group's people (as Repo._bump)."""
-        await self.conn.execute(
-            update(Chat).where(Chat.chat_id == chat_id).values(data_version=Chat.data_version + 1)
-        )
+        """A new data version for the group's people, and its rollups to be recomputed
+        (as storage.chats.bump)."""
+        await bump(self.conn, chat_id)
 
     # ---- buffered rows ---------------------------------------------------------------
 

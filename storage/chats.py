@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from storage import rollups
 from storage.models import (
     ActivityRow,
     BotState,
@@ -112,9 +113,12 @@ async def start_tracking(
     return bool(result.rowcount)
 
 
-async def bump(conn: AsyncConnection, *chat_ids: int) -> None:
-    """A new data version for these groups' people (every group's, with none named)."""
-    stmt = update(Chat).values(data_version=Chat.data_version + 1)
+async def bump(conn: AsyncConnection, *chat_ids: int, since_ts: int = rollups.EVERYTHING) -> None:
+    """A new data version for these groups' people (every group's, with none named), and
+    their daily rollups invalid from what an event at `since_ts` can affect (default: all)."""
+    stmt = update(Chat).values(
+        data_version=Chat.data_version + 1, rollups_dirty_ts=rollups.dirty_from(since_ts)
+    )
     if chat_ids:
         stmt = stmt.where(Chat.chat_id.in_(sorted(chat_ids)))
     await conn.execute(stmt)
@@ -224,6 +228,7 @@ async def migrate_chat(conn: AsyncConnection, old_id: int, new_id: int) -> bool:
         .where(Chat.chat_id == old_id)
         .values(migrated_to_chat_id=new_id, bot_status="migrated")
     )
+    await rollups.drop(conn, old_id)
     await bump(conn, new_id)
     return True
 

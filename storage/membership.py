@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select, tuple_, union
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.events import HostChange, MemberKind, MembershipEvent, Role
@@ -22,6 +22,7 @@ from storage.models import (
     MessageRow,
     User,
 )
+from storage.rollups import EVERYTHING
 from storage.sql import chunks, from_ts, insert, insert_many, to_ts
 
 DEDUP_WINDOW_S = 60  # SPEC 2: the same join/leave seen from two sources within 60 s
@@ -71,14 +72,41 @@ async def write_membership(conn: AsyncConnection, events: Sequence[MembershipEve
         new.append(membership_row(ev))
     if not new:
         return 0
+    since = await _dirty_since(conn, new)
     if len(new) == 1:  # rowcount tells whether another process stored it first
         stmt = insert(conn, MembershipEventRow).on_conflict_do_nothing()
         if not (await conn.execute(stmt.values(**new[0]))).rowcount:
             return 0
     else:
         await insert_many(conn, MembershipEventRow, new)
-    await bump(conn, *{row["chat_id"] for row in new})
+    for chat_id, ts in since.items():
+        await bump(conn, chat_id, since_ts=ts)
     return len(new)
+
+
+async def _dirty_since(conn: AsyncConnection, new: Sequence[dict[str, Any]]) -> dict[int, int]:
+    """Per group, the earliest time the new events change its numbers from (rollups).
+    An event changes what comes after it; one that becomes a person's first event can also
+    change whether they were in the group before tracking (SPEC 2): everything."""
+    pairs = sorted({(r["chat_id"], r["user_id"]) for r in new})
+    first = await event_times(conn, pairs, func.min)
+    # whether newcomers posted or were admins before: only for people without events
+    newcomers = [p for p in pairs if p not in first]
+    posted = await event_times(
+        conn, newcomers, func.min, MessageRow, MessageRow.sender_id, MessageRow.role == Role.MEMBER
+    )
+    hosted = await event_times(conn, newcomers, func.max, HostEventRow, HostEventRow.user_id)
+    since: dict[int, int] = {}
+    for r in new:
+        pair, ts = (r["chat_id"], r["user_id"]), r["ts"]
+        known = first.get(pair)
+        if known is None:
+            back = r["kind"] != MemberKind.JOIN or pair in hosted or posted.get(pair, ts) < ts
+        else:
+            back = ts <= known
+        first[pair] = ts if known is None else min(known, ts)
+        since[pair[0]] = min(since.get(pair[0], ts), EVERYTHING if back else ts)
+    return since
 
 
 async def record_member_count(
@@ -106,8 +134,23 @@ async def joined_since_tracking(conn: AsyncConnection, chat_id: int, user_id: in
     return first == str(MemberKind.JOIN)
 
 
-async def history(conn: AsyncConnection, chat_id: int) -> HistoryRows:
+async def history(conn: AsyncConnection, chat_id: int, since_ts: int | None = None) -> HistoryRows:
+    """The group's people; with `since_ts`, only the people with a join, leave or admin
+    change from then on (every event of theirs), for the days from then (rollups)."""
     chat = (await conn.execute(select(Chat).where(Chat.chat_id == chat_id))).first()
+    mem_where = [MembershipEventRow.chat_id == chat_id]
+    host_where = [HostEventRow.chat_id == chat_id]
+    if since_ts is not None:
+        recent = union(
+            select(MembershipEventRow.user_id).where(
+                MembershipEventRow.chat_id == chat_id, MembershipEventRow.ts >= since_ts
+            ),
+            select(HostEventRow.user_id).where(
+                HostEventRow.chat_id == chat_id, HostEventRow.ts >= since_ts
+            ),
+        ).subquery()
+        mem_where.append(MembershipEventRow.user_id.in_(select(recent.c.user_id)))
+        host_where.append(HostEventRow.user_id.in_(select(recent.c.user_id)))
     mem = await conn.execute(
         select(
             MembershipEventRow.user_id,
@@ -117,7 +160,7 @@ async def history(conn: AsyncConnection, chat_id: int) -> HistoryRows:
             MembershipEventRow.source,
             MembershipEventRow.invite_link,
         )
-        .where(MembershipEventRow.chat_id == chat_id)
+        .where(*mem_where)
         .order_by(MembershipEventRow.ts, MembershipEventRow.seq, MembershipEventRow.id)
     )
     membership = [
@@ -132,7 +175,7 @@ async def history(conn: AsyncConnection, chat_id: int) -> HistoryRows:
             HostEventRow.seq,
             HostEventRow.source,
         )
-        .where(HostEventRow.chat_id == chat_id)
+        .where(*host_where)
         .order_by(HostEventRow.ts, HostEventRow.seq, HostEventRow.id)
     )
     host_changes = [
@@ -140,7 +183,7 @@ async def history(conn: AsyncConnection, chat_id: int) -> HistoryRows:
     ]
     people_with_events = (
         select(MembershipEventRow.user_id)
-        .where(MembershipEventRow.chat_id == chat_id)
+        .where(*mem_where)
         .group_by(MembershipEventRow.user_id)
         .subquery()
     )
@@ -170,6 +213,32 @@ async def history(conn: AsyncConnection, chat_id: int) -> HistoryRows:
         manual_hosts=manual_ids,
         first_post_utc=first_post,
     )
+
+
+async def event_times(
+    conn: AsyncConnection,
+    pairs: Sequence[tuple[int, int]],
+    agg: Any,
+    model: Any = MembershipEventRow,
+    person: Any = MembershipEventRow.user_id,
+    *where: Any,
+) -> dict[tuple[int, int], int]:
+    """`agg` (func.min, func.max) of the times of each (group, person)'s rows of `model`
+    (joins and leaves unless named): index searches per group, never a table scan (which
+    a row-value IN with GROUP BY gets on SQLite)."""
+    by_chat: dict[int, list[int]] = {}
+    for chat_id, user_id in pairs:
+        by_chat.setdefault(chat_id, []).append(user_id)
+    out: dict[tuple[int, int], int] = {}
+    for chat_id, users in by_chat.items():
+        for chunk in chunks(sorted(set(users))):
+            rows = await conn.execute(
+                select(person, agg(model.ts))
+                .where(model.chat_id == chat_id, person.in_(chunk), *where)
+                .group_by(person)
+            )
+            out.update({(chat_id, u): ts for u, ts in rows if ts is not None})
+    return out
 
 
 def membership_row(ev: MembershipEvent) -> dict[str, Any]:

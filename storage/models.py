@@ -13,6 +13,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -52,6 +53,9 @@ class Chat(Base):
     # bumped by every write to the group's people (joins, leaves, hosts, baseline): readers
     # may keep what they derived from them for as long as it is unchanged
     data_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # the earliest event time written since the daily rollups were last brought up to date
+    # (min-merged by every write, in its transaction); NULL: every rollup row is valid
+    rollups_dirty_ts: Mapped[int | None] = mapped_column(BigInteger)
     # settings changed with /settings; NULL = from the config file
     timezone: Mapped[str | None] = mapped_column(String(64))
     language: Mapped[str | None] = mapped_column(String(8))
@@ -210,3 +214,32 @@ class FailedUpdate(Base):
     ts: Mapped[int] = mapped_column(BigInteger)
     error: Mapped[str] = mapped_column(String(FAILED_NAME_MAX))
     handler: Mapped[str] = mapped_column(String(FAILED_NAME_MAX))
+
+
+class DailyRollup(Base):
+    """One group's finished local day, as `bot.metrics.day_numbers` computed it with the
+    timezone, windows and config-file hosts it names (a cache: storage/rollups.py; a row
+    computed with other settings than the group's current ones is not used). `cells` holds
+    every window's retained/matured as JSON; the default windows are also columns, for the
+    daily_metrics view."""
+
+    __tablename__ = "daily_rollups"
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # local day, ISO
+    timezone: Mapped[str] = mapped_column(String(64))
+    windows: Mapped[str] = mapped_column(String(255))  # comma-separated, sorted
+    hosts: Mapped[str] = mapped_column(Text)  # the config file's hosts, comma-separated
+    joins: Mapped[int] = mapped_column(Integer)
+    leaves: Mapped[int] = mapped_column(Integer)
+    headcount_end: Mapped[int | None] = mapped_column(Integer)
+    audience: Mapped[int | None] = mapped_column(Integer)
+    response_users: Mapped[int] = mapped_column(Integer)
+    interaction_users: Mapped[int] = mapped_column(Integer)
+    retained_1h: Mapped[int] = mapped_column(Integer)
+    matured_1h: Mapped[int] = mapped_column(Integer)
+    retained_day0: Mapped[int] = mapped_column(Integer)
+    matured_day0: Mapped[int] = mapped_column(Integer)
+    retained_day1: Mapped[int] = mapped_column(Integer)
+    matured_day1: Mapped[int] = mapped_column(Integer)
+    cells: Mapped[str] = mapped_column(Text)  # {"window": [retained, matured], ...}
+    computed_ts: Mapped[int] = mapped_column(BigInteger)

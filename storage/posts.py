@@ -13,6 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.classify import answer_marks, reply_marks
 from bot.events import ActivityMark, Level, Post, ReplyTarget, Role
+from storage import rollups
+from storage.chats import bump
+from storage.membership import event_times
 from storage.models import ActivityRow, MessageRow
 from storage.sql import chunks, from_ts, insert_many, to_ts
 
@@ -88,7 +91,29 @@ async def write_posts(
                 .where(tuple_(MessageRow.chat_id, MessageRow.message_id).in_(chunk))
                 .values({flag: True})
             )
+    await _mark_dirty(conn, list(rows.values()), activity)
     return len(rows)
+
+
+async def _mark_dirty(
+    conn: AsyncConnection, messages: Sequence[dict[str, Any]], activity: Sequence[dict[str, Any]]
+) -> None:
+    """Rollups: activity changes the days it is on; a member's post before one of their
+    joins or leaves can make them a member from before tracking (SPEC 2): everything."""
+    since: dict[int, int] = {}
+    for a in activity:
+        since[a["chat_id"]] = min(since.get(a["chat_id"], a["ts"]), a["ts"])
+    first_post: dict[tuple[int, int], int] = {}
+    for m in messages:
+        if m["role"] == Role.MEMBER and m["sender_id"] is not None:
+            key = (m["chat_id"], m["sender_id"])
+            first_post[key] = min(first_post.get(key, m["ts"]), m["ts"])
+    last = await event_times(conn, sorted(first_post), func.max)
+    back = {c for (c, u), ts in last.items() if first_post[(c, u)] < ts}
+    if back:
+        await bump(conn, *back)
+    for chat_id, ts in since.items():
+        await rollups.mark_dirty(conn, [chat_id], ts)
 
 
 async def _stored_targets(

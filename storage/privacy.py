@@ -8,12 +8,14 @@ from datetime import datetime
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from storage import rollups
 from storage.chats import bump
 from storage.models import (
     ActivityRow,
     Chat,
     ChatTarget,
     Claim,
+    DailyRollup,
     HostEventRow,
     ManualHost,
     MemberCount,
@@ -56,6 +58,7 @@ async def purge_chat(conn: AsyncConnection, chat_id: int) -> None:
         MemberCount,
         ChatTarget,
         Claim,
+        DailyRollup,
         Chat,
     ):
         await conn.execute(delete(model).where(model.chat_id == chat_id))
@@ -64,6 +67,8 @@ async def purge_chat(conn: AsyncConnection, chat_id: int) -> None:
 async def drop_old_messages(conn: AsyncConnection, before_utc: datetime) -> int:
     """Per-message rows older than the retention period (joins and leaves are kept:
     head-counts are built from them)."""
-    await conn.execute(delete(ActivityRow).where(ActivityRow.ts < to_ts(before_utc)))
+    dropped = await conn.execute(delete(ActivityRow).where(ActivityRow.ts < to_ts(before_utc)))
     result = await conn.execute(delete(MessageRow).where(MessageRow.ts < to_ts(before_utc)))
+    if dropped.rowcount or result.rowcount:  # old days' activity, first posts: recomputed
+        await rollups.mark_dirty(conn, None, rollups.EVERYTHING)
     return result.rowcount or 0

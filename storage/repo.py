@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -34,7 +34,8 @@ from bot.events import (
     Post,
     ReplyTarget,
 )
-from storage import chats, claims, db, failed, hosts, membership, posts, privacy, sql
+from bot.metrics import DayNumbers
+from storage import chats, claims, db, failed, hosts, membership, posts, privacy, rollups, sql
 from storage.chats import ChatInfo, UserTuple
 from storage.membership import HistoryRows
 
@@ -295,15 +296,41 @@ class Repo:
 
     # ---- reading history -------------------------------------------------------------
 
-    async def history(self, chat_id: int) -> HistoryRows:
+    async def history(self, chat_id: int, since: datetime | None = None) -> HistoryRows:
         async with self._connect() as conn:
-            return await membership.history(conn, chat_id)
+            since_ts = None if since is None else sql.to_ts(since)
+            return await membership.history(conn, chat_id, since_ts)
 
     async def chat_periods(
         self,
     ) -> list[tuple[int, str | None, datetime | None, datetime | None, int]]:
         async with self._connect() as conn:
             return await chats.chat_periods(conn)
+
+    # ---- daily rollups ---------------------------------------------------------------
+
+    async def kept_days(
+        self,
+        chat_id: int,
+        first: date,
+        last: date,
+        key: rollups.Key,
+        first_dirty_day: Callable[[datetime], date],
+    ) -> dict[date, DayNumbers]:
+        """The kept days of [first, last] computed with `key`, after dropping those that
+        writes since the last call made dirty (`first_dirty_day`: the earliest local day an
+        event at a time can change)."""
+        async with self._begin() as conn:
+            await rollups.take_dirty(conn, chat_id, first_dirty_day)
+            return await rollups.load(conn, chat_id, first, last, key)
+
+    async def keep_rollups(
+        self, chat_id: int, days: Sequence[DayNumbers], key: rollups.Key, now: datetime
+    ) -> None:
+        """Keep final days as computed from raw rows (in the reader's transaction)."""
+        if days:
+            async with self._begin() as conn:
+                await rollups.store(conn, chat_id, days, key, now)
 
     # ---- exactly-once sending -------------------------------------------------------
 
@@ -336,6 +363,9 @@ class Repo:
     async def purge_chat(self, chat_id: int) -> None:
         async with self._begin() as conn:
             await privacy.purge_chat(conn, chat_id)
+        # a group tracked afresh counts its data versions from 0 again: nothing derived from
+        # the old rows may be taken for the new ones
+        self.memo.clear()
 
     async def drop_old_messages(self, before_utc: datetime) -> int:
         async with self._begin() as conn:

@@ -1,0 +1,291 @@
+"""Daily rollups: which day a write makes dirty (DST zones included), a rolled-back batch,
+the daily_metrics view, and `opsbot db refresh`."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select, text
+
+from bot import metrics, service
+from bot.cli import main
+from bot.config import Config, GroupSettings
+from bot.events import MemberKind, MembershipEvent, Post, ReplyTarget, Role
+from storage.models import Chat, DailyRollup
+from storage.repo import Repo
+from storage.rollups import EVERYTHING
+from tests.test_import import camp_day, export
+
+BERLIN = ZoneInfo("Europe/Berlin")  # 2026-03-29 has 23 hours (02:00 -> 03:00)
+NEW_YORK = ZoneInfo("America/New_York")  # 2026-11-01 has 25 hours
+CHAT = -100_555
+START = datetime(2026, 3, 20, 8, tzinfo=UTC)
+CONFIG = Config(defaults=GroupSettings(timezone="Europe/Berlin", discussion_window_s=600))
+
+
+def local(tz: ZoneInfo, *args: int) -> datetime:
+    return datetime(*args, tzinfo=tz).astimezone(UTC)
+
+
+# ---- the invalidation rule (pure) ------------------------------------------------------
+
+
+def test_an_event_dirties_its_own_day_without_retention_windows_reaching_back() -> None:
+    ts = local(BERLIN, 2026, 3, 29, 14, 0)
+    assert metrics.earliest_affected_day(ts, BERLIN, ["day0"]) == date(2026, 3, 29)
+
+
+def test_hour_windows_reach_back_in_real_hours_across_the_dst_gap() -> None:
+    """03:30 CEST on the 23-hour day is 01:30 UTC: three real hours before is 23:30 CET of
+    the day before, whose joins' 3h checkpoints come after the event (local clock
+    arithmetic would say 00:30 of the same day)."""
+    ts = local(BERLIN, 2026, 3, 29, 3, 30)
+    assert metrics.earliest_affected_day(ts, BERLIN, ["3h"]) == date(2026, 3, 28)
+    assert metrics.earliest_affected_day(ts, BERLIN, ["1h"]) == date(2026, 3, 29)
+
+
+def test_day_windows_reach_back_by_local_days() -> None:
+    ts = local(BERLIN, 2026, 3, 30, 0, 0)  # exactly midnight: belongs to the 30th
+    assert metrics.earliest_affected_day(ts, BERLIN, ["1h", "day0", "day1"]) == date(2026, 3, 29)
+    assert metrics.earliest_affected_day(ts, BERLIN, ["day2"]) == date(2026, 3, 28)
+    just_before = ts - timedelta(seconds=1)
+    assert metrics.earliest_affected_day(just_before, BERLIN, ["day1"]) == date(2026, 3, 28)
+
+
+def test_24h_on_the_25_hour_day() -> None:
+    """23:30 EST on 1 Nov is 04:30 UTC on the 2nd; 24 h before is 00:30 EDT on the 1st."""
+    ts = local(NEW_YORK, 2026, 11, 1, 23, 30)
+    assert metrics.earliest_affected_day(ts, NEW_YORK, ["24h"]) == date(2026, 11, 1)
+
+
+def test_a_day_is_final_once_over_and_its_last_checkpoint_is_past() -> None:
+    day = date(2026, 3, 28)
+    assert metrics.day_final_at(day, BERLIN, ["1h"]) == local(BERLIN, 2026, 3, 29, 1, 0)
+    # day1 of the 28th ends at midnight after the 23-hour day: 22:00 UTC
+    assert metrics.day_final_at(day, BERLIN, ["1h", "day1"]) == datetime(
+        2026, 3, 29, 22, tzinfo=UTC
+    )
+
+
+def test_every_event_time_dirties_no_day_whose_numbers_it_leaves_unchanged() -> None:
+    """The rule against the pure metrics: a late leave changes no day before the one the
+    rule names (and does change that one here)."""
+    tz, windows = BERLIN, metrics.rollup_windows(["3h"])
+    join_ts = local(tz, 2026, 3, 28, 23, 0)
+    late = local(tz, 2026, 3, 29, 1, 30)  # before the 3h checkpoint of the join
+    now = local(tz, 2026, 4, 5, 0, 0)
+
+    def numbers(events: list[MembershipEvent]) -> dict[date, metrics.DayNumbers]:
+        h = metrics.GroupHistory(tz, START, 0, events)
+        days = [date(2026, 3, 26) + timedelta(days=i) for i in range(6)]
+        return {d: metrics.day_numbers(h, d, windows, now, {}) for d in days}
+
+    before = numbers([MembershipEvent(CHAT, 7, MemberKind.JOIN, join_ts)])
+    after = numbers(
+        [
+            MembershipEvent(CHAT, 7, MemberKind.JOIN, join_ts),
+            MembershipEvent(CHAT, 7, MemberKind.LEAVE, late),
+        ]
+    )
+    first = metrics.earliest_affected_day(late, tz, windows)
+    assert first == date(2026, 3, 28)
+    assert all(before[d] == after[d] for d in before if d < first)
+    assert before[first] != after[first]
+
+
+# ---- what a write marks ----------------------------------------------------------------
+
+
+async def dirty_mark(repo: Repo, chat_id: int = CHAT) -> int | None:
+    async with repo.engine.connect() as conn:
+        mark: int | None = (
+            await conn.execute(select(Chat.rollups_dirty_ts).where(Chat.chat_id == chat_id))
+        ).scalar()
+        return mark
+
+
+async def kept(repo: Repo) -> list[tuple[object, ...]]:
+    async with repo.engine.connect() as conn:
+        rows = await conn.execute(select(DailyRollup).order_by(DailyRollup.day))
+        return [tuple(r) for r in rows]
+
+
+async def tracked_group(repo: Repo) -> None:
+    await repo.ensure_chat(CHAT, "g", "supergroup")
+    await repo.start_tracking(CHAT, START, 10)
+    for i, user in enumerate((201, 202, 203)):
+        ts = START + timedelta(days=i, hours=2)
+        await repo.record_membership(MembershipEvent(CHAT, user, MemberKind.JOIN, ts))
+    await repo.record_post(Post(CHAT, 1, START + timedelta(hours=3), Role.HOST, 1), None, 600)
+
+
+async def report_all(repo: Repo, now: datetime) -> service.GroupData:
+    return await service.load_group(
+        repo, CONFIG, CHAT, date(2026, 3, 19), metrics.local_day(now, BERLIN), now=now
+    )
+
+
+async def test_a_report_consumes_the_mark_and_keeps_final_days(repo: Repo) -> None:
+    await tracked_group(repo)
+    assert await dirty_mark(repo) == EVERYTHING  # tracking started: everything
+    await report_all(repo, datetime(2026, 3, 30, 12, tzinfo=UTC))
+    assert await dirty_mark(repo) is None
+    days = [r[1] for r in await kept(repo)]
+    # final: over and past day1 (the 28th ends its day1 at midnight after the 29th)
+    assert days[0] == "2026-03-19"
+    assert days[-1] == "2026-03-28"
+
+
+async def test_a_late_join_of_someone_known_marks_its_own_time(repo: Repo) -> None:
+    await tracked_group(repo)
+    await report_all(repo, datetime(2026, 3, 30, 12, tzinfo=UTC))
+    late = START + timedelta(days=3)
+    await repo.record_membership(MembershipEvent(CHAT, 201, MemberKind.LEAVE, late))
+    assert await dirty_mark(repo) == int(late.timestamp())
+    await repo.record_membership(
+        MembershipEvent(CHAT, 201, MemberKind.JOIN, late + timedelta(hours=5))
+    )
+    assert await dirty_mark(repo) == int(late.timestamp())  # min-merged
+
+
+async def test_a_first_event_that_is_a_leave_marks_everything(repo: Repo) -> None:
+    """Someone first seen leaving was a member from before tracking (SPEC 2)."""
+    await tracked_group(repo)
+    await report_all(repo, datetime(2026, 3, 30, 12, tzinfo=UTC))
+    leave = MembershipEvent(CHAT, 299, MemberKind.LEAVE, START + timedelta(days=5))
+    await repo.record_membership(leave)
+    assert await dirty_mark(repo) == EVERYTHING
+
+
+async def test_a_first_join_after_own_posts_marks_everything(repo: Repo) -> None:
+    await tracked_group(repo)
+    await repo.record_post(Post(CHAT, 9, START + timedelta(days=1), Role.MEMBER, 300), None, 600)
+    await report_all(repo, datetime(2026, 3, 30, 12, tzinfo=UTC))
+    await repo.record_membership(
+        MembershipEvent(CHAT, 300, MemberKind.JOIN, START + timedelta(days=6))
+    )
+    assert await dirty_mark(repo) == EVERYTHING
+
+
+async def test_a_reply_marks_the_day_of_the_old_message_it_makes_active(repo: Repo) -> None:
+    await tracked_group(repo)
+    old = START + timedelta(days=1, hours=4)
+    await repo.record_post(Post(CHAT, 10, old, Role.MEMBER, 202), None, 600)
+    await report_all(repo, datetime(2026, 3, 30, 12, tzinfo=UTC))
+    reply = Post(CHAT, 11, START + timedelta(days=9), Role.MEMBER, 203)
+    await repo.record_post(reply, ReplyTarget(10, old, Role.MEMBER, 202), 600)
+    assert await dirty_mark(repo) == int(old.timestamp())  # 202 is active on that day
+
+
+async def test_a_rolled_back_batch_leaves_rollups_and_the_mark_unchanged(repo: Repo) -> None:
+    await tracked_group(repo)
+    now = datetime(2026, 3, 30, 12, tzinfo=UTC)
+    first = await report_all(repo, now)
+    rows = await kept(repo)
+    assert rows
+    assert await dirty_mark(repo) is None
+
+    async def crash_mid_batch() -> None:
+        async with repo.batch():
+            await repo.record_membership(
+                MembershipEvent(CHAT, 201, MemberKind.LEAVE, START + timedelta(hours=2, minutes=5))
+            )
+            await repo.record_post(
+                Post(CHAT, 20, START + timedelta(hours=4), Role.MEMBER, 202),
+                ReplyTarget(1, START + timedelta(hours=3), Role.HOST, 1),
+                600,
+            )
+            inside = await report_all(repo, now)  # rows recomputed and kept in the batch
+            assert inside.days[date(2026, 3, 20)] != first.days[date(2026, 3, 20)]
+            raise RuntimeError("crash mid-batch")
+
+    with pytest.raises(RuntimeError):
+        await crash_mid_batch()
+    assert await kept(repo) == rows
+    assert await dirty_mark(repo) is None
+    assert (await report_all(repo, now)).days == first.days
+
+
+# ---- the view for BI tools, and the refresh ----------------------------------------------
+
+
+async def test_daily_metrics_view_has_the_report_numbers(repo: Repo) -> None:
+    await tracked_group(repo)
+    await repo.record_post(
+        Post(CHAT, 30, START + timedelta(hours=4), Role.MEMBER, 201),
+        ReplyTarget(1, START + timedelta(hours=3), Role.HOST, 1),
+        600,
+    )
+    now = datetime(2026, 3, 30, 12, tzinfo=UTC)
+    await report_all(repo, now)
+    async with repo.engine.connect() as conn:
+        rows = (
+            (
+                await conn.execute(
+                    text("SELECT * FROM daily_metrics WHERE chat_id = :c ORDER BY day"),
+                    {"c": CHAT},
+                )
+            )
+            .mappings()
+            .all()
+        )
+    assert [r["day"] for r in rows][:2] == ["2026-03-19", "2026-03-20"]
+    for r in rows:
+        report = await service.day_report(repo, CONFIG, CHAT, date.fromisoformat(r["day"]), now)
+        active = report["active"]
+        assert isinstance(active, dict)
+        assert (r["joins"], r["leaves"], r["headcount_end"], r["audience"]) == (
+            report["joins"],
+            report["leaves"],
+            report["headcount_end"],
+            active["audience"],
+        )
+        assert r["response_users"] == active["response"]["users"]
+        assert service.r4(r["response_rate"]) == active["response"]["rate"]
+        retention = report["retention"]
+        assert isinstance(retention, dict)
+        assert (r["retained_day0"], r["matured_day0"]) == (
+            retention["day0"]["retained"],
+            retention["day0"]["matured"],
+        )
+    day20 = rows[1]
+    assert (day20["joins"], day20["response_users"], day20["headcount_end"]) == (1, 1, 11)
+    assert day20["response_rate"] == pytest.approx(1 / 11)
+    assert day20["retention_1h"] == 1.0
+
+
+def test_db_refresh_fills_the_view(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """After an import, `opsbot db refresh` keeps every final day; the view shows what
+    `opsbot report --json` prints for that day."""
+    db_file = tmp_path / "opsbot.db"
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[storage]\nurl = "sqlite:///{db_file}"\n')
+    path = str(export(tmp_path, camp_day()))
+    assert main(["import", path, "--host", "1", "--config", str(cfg)]) == 0
+    capsys.readouterr()
+    with sqlite3.connect(db_file) as conn:
+        assert conn.execute("SELECT count(*) FROM daily_metrics").fetchone() == (0,)
+    assert main(["db", "refresh", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    with sqlite3.connect(db_file) as conn:
+        conn.row_factory = sqlite3.Row
+        rows = conn.execute("SELECT * FROM daily_metrics ORDER BY day").fetchall()
+    assert out == f"daily rollups: {len(rows):,} days kept\n"
+    assert len(rows) > 1
+    busiest = max(rows, key=lambda r: r["joins"])
+    assert busiest["joins"] > 0
+    for r in (rows[0], busiest):
+        args = ["report", "--chat", str(r["chat_id"]), "--date", r["day"], "--json"]
+        assert main([*args, "--config", str(cfg)]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert (r["joins"], r["leaves"], r["headcount_end"], r["audience"]) == (
+            report["joins"],
+            report["leaves"],
+            report["headcount_end"],
+            report["active"]["audience"],
+        )
