@@ -500,8 +500,10 @@ async def recent_days(
 async def retention_rows(
     repo: Repo, config: Config, chat_id: int, days: int, now: datetime
 ) -> tuple[list[dict[str, object]], GroupSettings]:
-    """The `days` most recent local days ending today, one row each (SPEC 9)."""
-    data, span = await recent_days(repo, config, chat_id, days, now, active=False)
+    """The `days` most recent local days ending today, one row each (SPEC 9). The days'
+    activity is read too, though not shown: only whole days are kept as rollups, so that the
+    next call reads just the days still open."""
+    data, span = await recent_days(repo, config, chat_id, days, now)
     rows = [cohort_row(data, day, now) for day in span]
     return rows, data.settings
 
