@@ -274,16 +274,7 @@ def trend_figure(
                     gid="missed",
                 )
         if all(p.value is None for p in points):
-            ax.text(
-                0.5,
-                0.55,
-                t(lang, "chart_no_data"),
-                transform=ax.transAxes,
-                ha="center",
-                color=COLOURS["muted"],
-                fontsize=12,
-                gid="no-data",
-            )
+            _no_data(ax, lang, 0.55)
         # low rates (active members are often 10-30 %) get the height, not an empty top
         highest = max([p.value for p in points if p.value is not None] + [target or 0])
         ax.set_ylim(0, min(105, max(10, highest * 100 * 1.25)))
@@ -405,14 +396,19 @@ def funnel_figure(
                 gid="pending",
             )
         if not widest:
-            ax.text(
-                0.5,
-                0.5,
-                t(lang, "chart_no_data"),
-                transform=ax.transAxes,
-                ha="center",
-                color=COLOURS["muted"],
-                fontsize=12,
-                gid="no-data",
-            )
+            _no_data(ax, lang, 0.5)
     return fig
+
+
+def _no_data(ax: Axes, lang: str, y: float) -> None:
+    """The note on a chart with nothing to draw yet."""
+    ax.text(
+        0.5,
+        y,
+        t(lang, "chart_no_data"),
+        transform=ax.transAxes,
+        ha="center",
+        color=COLOURS["muted"],
+        fontsize=12,
+        gid="no-data",
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +16,13 @@ from tests import tg
 from tests.botapi_server import TOKEN, FakeBotAPI
 
 SENTINEL_USER = 424242
+
+
+def free_port() -> int:
+    """A local port nothing listens on now (connections to it are refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def make_config(api: FakeBotAPI, db_url: str, **defaults: Any) -> Config:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import replace
@@ -23,7 +22,7 @@ from storage.models import MembershipEventRow, MessageRow
 from storage.repo import Repo
 from tests import tg
 from tests.botapi_server import BOT_ID, TOKEN, FakeBotAPI
-from tests.e2e import bot_running, make_config
+from tests.e2e import bot_running, free_port, make_config
 from tests.test_kill_restart import day_updates, reference_rows, server_for_day, stored
 
 CHAT = -100888
@@ -32,10 +31,6 @@ T = int(datetime(2026, 11, 20, 2, 0, tzinfo=UTC).timestamp())
 SECRET = hashlib.sha256(f"opsbot-webhook:{TOKEN}".encode()).hexdigest()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

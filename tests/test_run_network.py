@@ -31,7 +31,7 @@ from bot.cli import main
 from bot.config import Config, ConfigError, config_from_mapping, load_config
 from tests import tg
 from tests.botapi_server import TOKEN, FakeBotAPI
-from tests.e2e import bot_running, make_config, settle
+from tests.e2e import bot_running, free_port, make_config, settle
 from tests.test_kill_restart import ROOT, start_bot, stored
 
 OUTAGE_S = 5.0
@@ -41,12 +41,6 @@ T = 1_764_000_000
 PROXY_PASSWORD = "pr0xy-secret"
 
 
-def free_port() -> int:
-    """A port nothing listens on (connections to it are refused)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 def write_config(tmp_path: Path, api_base_url: str, db_url: str, **telegram: str | int) -> Path:

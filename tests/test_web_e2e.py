@@ -21,17 +21,12 @@ from bot.context import OpsApplication
 from storage.repo import Repo
 from tests import tg
 from tests.botapi_server import TOKEN, FakeBotAPI
-from tests.e2e import make_config, settle
+from tests.e2e import free_port, make_config, settle
 from tests.web_helpers import ADMIN, OUTSIDER, sign_init_data, small_group
 
 PUBLIC = "https://dash.example.org"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
