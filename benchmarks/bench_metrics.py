@@ -46,6 +46,7 @@ from numpy.typing import NDArray
 from sqlalchemy import delete
 
 from bot import metrics, service
+from bot.app import settle_heap
 from bot.config import Config, normalize_db_url
 from bot.events import MemberKind, MembershipEvent
 from storage import db
@@ -505,6 +506,7 @@ async def opsbot_call(url: str, command: str, join: bool) -> tuple[float, Any]:
     """One cold call: a join through the bot's write path, then the timed service call."""
     repo = await Repo.open(url)
     config = Config(storage_url=url)
+    settle_heap()  # as the bot does once started
     user = BENCH_USER_BASE + time.time_ns() // 1000 % 10**9 if join else None
     try:
         if user is not None:

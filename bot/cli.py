@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
+from typing import NoReturn
 
 from bot.config import Config, ConfigError, config_path, load_config
 
@@ -43,8 +44,18 @@ def _add_config(p: argparse.ArgumentParser) -> None:
     )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with what the user typed shown escaped in its one error line (a line
+    break or control character in an argument would otherwise break it up)."""
+
+    def error(self, message: str) -> NoReturn:
+        shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {shown}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = Parser(
         prog="opsbot",
         description="Telegram bot for operations groups: retention and active-member rates.",
         epilog="What every number means, with worked examples: docs/metrics.md. "
@@ -321,7 +332,7 @@ def cmd_db(args: argparse.Namespace, config: Config) -> int:
 
 async def _refresh(config: Config) -> int:
     """Every tracked group's days from its first tracked day to today through the report
-    service, which keeps the final ones; returns the rows kept."""
+    service, which keeps them; returns how many final days are kept."""
     from datetime import UTC, datetime
 
     from bot import metrics, service
@@ -341,7 +352,7 @@ async def _refresh(config: Config) -> int:
             tz = (await service.group_settings(repo, config, chat_id)).tz
             first, today = metrics.local_day(start, tz), metrics.local_day(now, tz)
             await service.load_group(repo, config, chat_id, first, today, now=now)
-        return (await repo.counts())["daily_rollups"]
+        return await repo.final_rollup_days()
     finally:
         await repo.close()
 

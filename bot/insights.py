@@ -299,14 +299,28 @@ def top_source(
 ) -> dict[str, object] | None:
     """The source with the most cohort entries of local day D (ties by source key), with
     their pooled day-0 retention; None when nobody joined that day (the digest's line)."""
-    groups: dict[str, list[Entry]] = {}
-    for e in entries(history, day, day):
-        groups.setdefault(e.source, []).append(e)
-    if not groups:
-        return None
-    source, group = min(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-    return {
-        "source": source,
-        "joins": len(group),
-        "day0": cell_dict(retention_cell(history, group, DAY_0, now), "retained"),
-    }
+    return top_sources(history, [day], now)[day]
+
+
+def top_sources(
+    history: metrics.GroupHistory, days: Sequence[date], now: datetime
+) -> dict[date, dict[str, object] | None]:
+    """`top_source` of each of these days (their entries read in one pass)."""
+    if not days:
+        return {}
+    by_day: dict[date, dict[str, list[Entry]]] = {}
+    for e in entries(history, min(days), max(days)):
+        by_day.setdefault(e.day, {}).setdefault(e.source, []).append(e)
+    out: dict[date, dict[str, object] | None] = {}
+    for day in days:
+        groups = by_day.get(day)
+        if not groups:
+            out[day] = None
+            continue
+        source, group = min(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+        out[day] = {
+            "source": source,
+            "joins": len(group),
+            "day0": cell_dict(retention_cell(history, group, DAY_0, now), "retained"),
+        }
+    return out

@@ -11,7 +11,7 @@ import math
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from zoneinfo import ZoneInfo
@@ -97,6 +97,15 @@ class GroupHistory:
         return _People(self)
 
 
+def with_baseline(history: GroupHistory, baseline_count: int) -> GroupHistory:
+    """The same people with another baseline, sharing the per-person index once built
+    (it does not depend on the baseline)."""
+    other = replace(history, baseline_count=baseline_count)
+    if "_people" in history.__dict__:
+        other.__dict__["_people"] = history.__dict__["_people"]
+    return other
+
+
 class _People:
     """Per-user timelines, built once per history."""
 
@@ -141,6 +150,17 @@ class _People:
         changes: list[tuple[datetime, int, int]] = []
         for u in self.users:
             state = u in self.initially_member  # as found at the tracking start
+            if not state and (u in self.h.bots or u in self.h.always_hosts):
+                continue  # never a member: no change
+            if u not in self.host_ts:  # the common case: the state after each instant's
+                evs = self.events[u]  # last event, without a search per instant
+                for i, e in enumerate(evs):
+                    if i + 1 < len(evs) and evs[i + 1].ts_utc == e.ts_utc:
+                        continue
+                    if (e.kind == MemberKind.JOIN) != state:
+                        state = not state
+                        changes.append((e.ts_utc, u, 1 if state else -1))
+                continue
             for t in sorted(set(self.event_ts.get(u, ())) | set(self.host_ts.get(u, ()))):
                 now_member = self.member_at(u, t, inclusive=True)
                 if now_member != state:
@@ -400,6 +420,48 @@ def day_final_at(day: date, tz: ZoneInfo, windows: Iterable[str]) -> datetime:
         else:
             assert w.days is not None
             last = max(last, local_day_bounds(day + timedelta(days=w.days), tz)[1])
+    return last
+
+
+def day_keepable_at(day: date, tz: ZoneInfo, windows: Iterable[str]) -> datetime:
+    """When a rollup row of day D can be kept: the day is over and so is every hour-window
+    checkpoint of its cohort. A dayN cell is then either final or wholly pending (one
+    checkpoint for the whole cohort, the end of D+N), and a row keeps it as such."""
+    end = local_day_bounds(day, tz)[1]
+    hours = [parse_window(name).hours or 0 for name in windows]
+    return end + timedelta(hours=max([0, *hours]))
+
+
+def day_checkpoint(day: date, window: Window, tz: ZoneInfo) -> datetime:
+    """The one checkpoint of cohort D at a dayN window: the end of D+N."""
+    assert window.days is not None
+    return local_day_bounds(day + timedelta(days=window.days), tz)[1]
+
+
+def serves_at(numbers: DayNumbers, tz: ZoneInfo, windows: Iterable[str], now: datetime) -> bool:
+    """Whether a kept row gives day D's numbers at `now`: D and its hour-window checkpoints
+    are over by then, and each dayN cell is final with its checkpoint past, or wholly
+    pending with it still ahead (or empty: the same at any time)."""
+    if day_keepable_at(numbers.day, tz, windows) > now:
+        return False
+    for name, c in numbers.cells.items():
+        w = parse_window(name)
+        if w.days is None:
+            continue
+        ahead = day_checkpoint(numbers.day, w, tz) > now
+        if (c.pending and not ahead) or (c.matured and ahead):
+            return False
+    return True
+
+
+def row_horizon(numbers: DayNumbers, tz: ZoneInfo, windows: Iterable[str]) -> datetime:
+    """The instant from which no event can change a kept row: the numbers it holds read
+    only the state before it (its wholly pending cells hold no state)."""
+    last = day_keepable_at(numbers.day, tz, windows)
+    for name, c in numbers.cells.items():
+        w = parse_window(name)
+        if w.days is not None and not c.pending:
+            last = max(last, day_checkpoint(numbers.day, w, tz))
     return last
 
 

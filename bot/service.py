@@ -28,6 +28,7 @@ from bot.events import Level
 from bot.targets import ACTIVE_METRICS, RANGED_METRICS, metric_window, parse_metric, parse_range
 from storage.membership import HistoryRows
 from storage.repo import Repo
+from storage.rollups import KeptDay
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ class GroupData:
     # every number of each day loaded: from the daily rollups where final, else from raw rows
     days: dict[date, metrics.DayNumbers] = field(default_factory=dict)
     complete: bool = True  # history holds everyone (else: only what `days` needed)
+    top_sources: dict[date, dict[str, object] | None] = field(default_factory=dict)  # kept
 
     @property
     def tz(self) -> ZoneInfo:
@@ -127,18 +129,22 @@ async def load_group(
     now: datetime | None = None,
     active: bool = True,
     days_only: bool = False,
+    people_from: date | None = None,
+    settings: GroupSettings | None = None,
 ) -> GroupData:
     """The group's numbers of [first_day, last_day] as of `now`: the one place reports,
-    digests, alerts, /trend and exports read them. Final days come from the daily rollups
-    (recomputed from raw rows where a write made them dirty, then kept); days whose numbers
-    can still change are computed from raw rows, never from a rollup row. All in one
-    transaction: what is kept is what the rows said.
+    digests, alerts, /trend and exports read them. Kept days come from the daily rollups
+    (recomputed from raw rows where a write can have changed them, then kept); days not
+    kept yet, and rows whose pending checkpoint has passed, are computed from raw rows.
+    All in one transaction: what is kept is what the rows said.
 
     `days_only`: the caller reads nothing but these days' numbers (`data.days`, `cell` and
-    `numbers_on` of them, at the rollup windows): then the days after a kept one are
-    computed from the people with events since, not from the whole history.
-    Without `now`: the whole history and the days' activity only (no day's numbers)."""
-    settings = await group_settings(repo, config, chat_id)
+    `numbers_on` of them, at the rollup windows), and the people of `people_from` on: then
+    only the people with events since the first day computed (or `people_from`) are read,
+    not the whole history. Without `now`: the whole history and the days' activity only.
+    `settings`: the group's, when the caller has read them already."""
+    if settings is None:
+        settings = await group_settings(repo, config, chat_id)
     tz = settings.tz
     if now is None:
         return await _whole_history(repo, chat_id, settings, first_day, last_day, active)
@@ -146,31 +152,43 @@ async def load_group(
     key = rollups_key(settings)
     days = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
     async with repo.batch():
-        kept = await repo.kept_days(
-            chat_id,
-            first_day - timedelta(days=1),
-            last_day,
-            key,
-            lambda ts: metrics.earliest_affected_day(ts, tz, windows),
-        )
-        served = {d: n for d, n in kept.items() if metrics.day_final_at(d, tz, windows) <= now}
+        kept = await repo.kept_days(chat_id, first_day - timedelta(days=1), last_day, key)
+        served = {d: k for d, k in kept.items() if metrics.serves_at(k.numbers, tz, windows, now)}
         todo = [d for d in days if d not in served]
         history = None
         if days_only:
-            history = await _recent_history(repo, chat_id, settings, todo, served, now)
+            starts = [*todo[:1], *([people_from] if people_from is not None else [])]
+            if starts:
+                start = min(starts)
+                history = await _recent_history(repo, chat_id, settings, start, served, now)
         complete = history is None
         if history is None:
             history = await _history(repo, chat_id, settings)
         by_day = await _active_by_day(repo, chat_id, todo, tz) if active else {}
         computed = {d: metrics.day_numbers(history, d, windows, now, by_day) for d in todo}
         if active:
-            final = [n for d, n in computed.items() if metrics.day_final_at(d, tz, windows) <= now]
-            await repo.keep_rollups(chat_id, final, key, now)
-    numbers = {**served, **computed}
-    for d, n in served.items():
-        by_day[(d, str(Level.RESPONSE))] = n.response_users
-        by_day[(d, str(Level.INTERACTION))] = n.interaction_users
-    return GroupData(chat_id, settings, history, by_day if active else {}, numbers, complete)
+            keep = [d for d in todo if metrics.day_keepable_at(d, tz, windows) <= now]
+            tops = insights.top_sources(history, keep, now)
+            await repo.keep_rollups(
+                chat_id,
+                [
+                    KeptDay(
+                        computed[d],
+                        tops[d],
+                        metrics.row_horizon(computed[d], tz, windows),
+                        metrics.day_final_at(d, tz, windows) <= now,
+                    )
+                    for d in keep
+                ],
+                key,
+                now,
+            )
+    numbers = {**{d: k.numbers for d, k in served.items()}, **computed}
+    for d, k in served.items():
+        by_day[(d, str(Level.RESPONSE))] = k.numbers.response_users
+        by_day[(d, str(Level.INTERACTION))] = k.numbers.interaction_users
+    tops = {d: k.top_source for d, k in served.items()}
+    return GroupData(chat_id, settings, history, by_day if active else {}, numbers, complete, tops)
 
 
 async def _whole_history(
@@ -196,25 +214,25 @@ async def _recent_history(
     repo: Repo,
     chat_id: int,
     settings: GroupSettings,
-    todo: list[date],
-    kept: dict[date, metrics.DayNumbers],
+    first: date,
+    kept: dict[date, KeptDay],
     now: datetime,
 ) -> metrics.GroupHistory | None:
-    """What the days `todo` need when the day before the first of them is kept: the
-    people with events from that day on, and a baseline that makes the head-count at its
-    start the kept one (nobody else changes from then on). None: the whole history."""
-    if not todo:
-        return None  # all kept: the history only for what else the caller reads (drift)
-    before = kept.get(todo[0] - timedelta(days=1))
-    start = metrics.local_day_bounds(todo[0], settings.tz)[0]
-    if before is None or before.headcount_end is None or now < start:
+    """The people with events from local day `first` on, when the day before it is kept,
+    with a baseline that makes the head-count at its start the kept one (nobody else
+    changes from then on): enough for the numbers of the days from `first`. None: the
+    whole history is needed."""
+    before = kept.get(first - timedelta(days=1))
+    start = metrics.local_day_bounds(first, settings.tz)[0]
+    if before is None or before.numbers.headcount_end is None or now < start:
         return None
     rows = await repo.history(chat_id, since=start)
     if rows.tracking_start_utc is None or rows.tracking_start_utc >= start:
         return None
-    own = metrics.headcount_at(group_history(replace(rows, baseline_count=0), settings), start)
+    history = group_history(replace(rows, baseline_count=0), settings)
+    own = metrics.headcount_at(history, start)
     assert own is not None
-    return group_history(replace(rows, baseline_count=before.headcount_end - own), settings)
+    return metrics.with_baseline(history, before.numbers.headcount_end - own)
 
 
 def rollups_key(settings: GroupSettings) -> tuple[str, str, str]:
@@ -239,6 +257,13 @@ def numbers_on(data: GroupData, day: date, now: datetime) -> metrics.DayNumbers:
         windows = metrics.rollup_windows(data.settings.windows)
         n = metrics.day_numbers(data.history, day, windows, now, data.active_counts)
     return n
+
+
+def top_source(data: GroupData, day: date, now: datetime) -> dict[str, object] | None:
+    """The digest's top source of day D: as kept, else from the history."""
+    if day in data.top_sources:
+        return data.top_sources[day]
+    return insights.top_source(data.history, day, now)
 
 
 MEMO_SIZE = 64  # groups whose derived history a process keeps
@@ -359,7 +384,9 @@ async def day_report(
     targets = await targets_in_force(repo, settings, chat_id)
     first = earliest_day_needed(targets, day, settings)
     only = days_suffice(settings, targets, [day], first)
-    data = await load_group(repo, config, chat_id, first, day, now=now, days_only=only)
+    data = await load_group(
+        repo, config, chat_id, first, day, now=now, days_only=only, settings=settings
+    )
     return report_from(data, targets, day, now)
 
 
@@ -454,7 +481,19 @@ async def digest(repo: Repo, config: Config, chat_id: int, day: date, now: datet
     targets = await targets_in_force(repo, settings, chat_id)
     first = earliest_day_needed(targets, day, settings) - timedelta(days=1)
     only = days_suffice(settings, targets, [day - timedelta(days=1), day], first)
-    data = await load_group(repo, config, chat_id, first, day, now=now, days_only=only)
+    # from today on: the people whose events since the last kept day give the head-count
+    # now (the daily drift check)
+    data = await load_group(
+        repo,
+        config,
+        chat_id,
+        first,
+        day,
+        now=now,
+        days_only=only,
+        people_from=metrics.local_day(now, settings.tz),
+        settings=settings,
+    )
     changes = []
     for target in targets:
         today, _ = target_value(data, target, day, now)
@@ -465,7 +504,7 @@ async def digest(repo: Repo, config: Config, chat_id: int, day: date, now: datet
         net_change(data, day, now),
         changes,
         data,
-        insights.top_source(data.history, day, now),
+        top_source(data, day, now),
     )
 
 
@@ -493,6 +532,7 @@ async def recent_days(
         now=now,
         active=active,
         days_only=days_only,
+        settings=settings,
     )
     return data, span
 
@@ -635,7 +675,7 @@ async def cohort_rows_between(
     repo: Repo, config: Config, chat_id: int, day_from: date, day_to: date, now: datetime
 ) -> list[dict[str, object]]:
     """`retention_rows` for the join days A..B (the dashboard's heat-map), rates rounded."""
-    data = await load_group(repo, config, chat_id, day_from, day_to, active=False)
+    data = await load_group(repo, config, chat_id, day_from, day_to, now=now, days_only=True)
     rows = [cohort_row(data, day, now) for day in span_days(day_from, day_to)]
     for row in rows:
         cells: dict[str, dict[str, object]] = row["cells"]  # type: ignore[assignment]
@@ -645,10 +685,10 @@ async def cohort_rows_between(
 
 
 async def active_rows_between(
-    repo: Repo, config: Config, chat_id: int, day_from: date, day_to: date
+    repo: Repo, config: Config, chat_id: int, day_from: date, day_to: date, now: datetime
 ) -> list[dict[str, object]]:
     """`active_rows` for the local days A..B, rates rounded."""
-    data = await load_group(repo, config, chat_id, day_from, day_to)
+    data = await load_group(repo, config, chat_id, day_from, day_to, now=now, days_only=True)
     rows: list[dict[str, object]] = []
     for day in span_days(day_from, day_to):
         resp, audience, resp_rate = active_rate_on(data, day, Level.RESPONSE)

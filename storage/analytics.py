@@ -11,7 +11,6 @@ from datetime import date, datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.events import ActivityMark
-from bot.metrics import DayNumbers
 from storage import chats, posts, rollups
 
 
@@ -49,25 +48,26 @@ class AnalyticsReads:
     # ---- daily rollups ---------------------------------------------------------------
 
     async def kept_days(
-        self,
-        chat_id: int,
-        first: date,
-        last: date,
-        key: rollups.Key,
-        first_dirty_day: Callable[[datetime], date],
-    ) -> dict[date, DayNumbers]:
+        self, chat_id: int, first: date, last: date, key: rollups.Key
+    ) -> dict[date, rollups.KeptDay]:
         """The kept days of [first, last] computed with `key`, after dropping those that
-        writes since the last call made dirty (`first_dirty_day`: the earliest local day an
-        event at a time can change)."""
+        writes since the last call can have changed."""
         async with self._begin() as conn:
-            await rollups.take_dirty(conn, chat_id, first_dirty_day)
+            await rollups.take_dirty(conn, chat_id)
             return await rollups.load(conn, chat_id, first, last, key)
 
+    async def final_rollup_days(self) -> int:
+        async with self._connect() as conn:
+            return await rollups.final_days(conn)
+
     async def keep_rollups(
-        self, chat_id: int, days: Sequence[DayNumbers], key: rollups.Key, now: datetime
+        self,
+        chat_id: int,
+        days: Sequence[rollups.KeptDay],
+        key: rollups.Key,
+        now: datetime,
     ) -> None:
-        """Keep final days as computed from raw rows (in the reader's transaction)."""
+        """Keep days as computed from raw rows (in the reader's transaction)."""
         if days:
             async with self._begin() as conn:
                 await rollups.store(conn, chat_id, days, key, now)
-

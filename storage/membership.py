@@ -23,7 +23,7 @@ from storage.models import (
     User,
 )
 from storage.rollups import EVERYTHING
-from storage.sql import chunks, from_ts, insert, insert_many, to_ts
+from storage.sql import among, chunks, from_ts, insert, insert_many, to_ts
 
 DEDUP_WINDOW_S = 60  # SPEC 2: the same join/leave seen from two sources within 60 s
 
@@ -155,10 +155,27 @@ async def history(conn: AsyncConnection, chat_id: int, since_ts: int | None = No
     """The group's people; with `since_ts`, only the people with a join, leave or admin
     change from then on (every event of theirs), for the days from then (rollups)."""
     chat = (await conn.execute(select(Chat).where(Chat.chat_id == chat_id))).first()
-    mem_where = [MembershipEventRow.chat_id == chat_id]
-    host_where = [HostEventRow.chat_id == chat_id]
+    mem = select(
+        MembershipEventRow.user_id,
+        MembershipEventRow.kind,
+        MembershipEventRow.ts,
+        MembershipEventRow.seq,
+        MembershipEventRow.source,
+        MembershipEventRow.invite_link,
+        MembershipEventRow.join_source,
+        MembershipEventRow.inviter_id,
+    ).where(MembershipEventRow.chat_id == chat_id)
+    hosts = select(
+        HostEventRow.user_id,
+        HostEventRow.ts,
+        HostEventRow.is_host,
+        HostEventRow.seq,
+        HostEventRow.source,
+    ).where(HostEventRow.chat_id == chat_id)
+    people: Any = select(MembershipEventRow.user_id).where(MembershipEventRow.chat_id == chat_id)
     if since_ts is not None:
-        recent = union(
+        # the few recent people first, then their events by (chat, user, ts)
+        people = union(
             select(MembershipEventRow.user_id).where(
                 MembershipEventRow.chat_id == chat_id, MembershipEventRow.ts >= since_ts
             ),
@@ -166,56 +183,37 @@ async def history(conn: AsyncConnection, chat_id: int, since_ts: int | None = No
                 HostEventRow.chat_id == chat_id, HostEventRow.ts >= since_ts
             ),
         ).subquery()
-        mem_where.append(MembershipEventRow.user_id.in_(select(recent.c.user_id)))
-        host_where.append(HostEventRow.user_id.in_(select(recent.c.user_id)))
-    mem = await conn.execute(
-        select(
-            MembershipEventRow.user_id,
-            MembershipEventRow.kind,
-            MembershipEventRow.ts,
-            MembershipEventRow.seq,
-            MembershipEventRow.source,
-            MembershipEventRow.invite_link,
-            MembershipEventRow.join_source,
-            MembershipEventRow.inviter_id,
-        )
-        .where(*mem_where)
-        .order_by(MembershipEventRow.ts, MembershipEventRow.seq, MembershipEventRow.id)
+        mem = among(conn, mem, MembershipEventRow.user_id, people)
+    else:
+        people = people.group_by(MembershipEventRow.user_id).subquery()
+    rows = await conn.execute(
+        mem.order_by(MembershipEventRow.ts, MembershipEventRow.seq, MembershipEventRow.id)
     )
     membership = [
         MembershipEvent(chat_id, u, MemberKind(k), from_ts(ts), seq, src, link, js, inv)
-        for u, k, ts, seq, src, link, js, inv in mem
+        for u, k, ts, seq, src, link, js, inv in rows
     ]
-    hosts = await conn.execute(
-        select(
-            HostEventRow.user_id,
-            HostEventRow.ts,
-            HostEventRow.is_host,
-            HostEventRow.seq,
-            HostEventRow.source,
-        )
-        .where(*host_where)
-        .order_by(HostEventRow.ts, HostEventRow.seq, HostEventRow.id)
+    host_rows = await conn.execute(
+        hosts.order_by(HostEventRow.ts, HostEventRow.seq, HostEventRow.id)
     )
     host_changes = [
-        HostChange(chat_id, u, from_ts(ts), h, seq, src) for u, ts, h, seq, src in hosts
+        HostChange(chat_id, u, from_ts(ts), h, seq, src) for u, ts, h, seq, src in host_rows
     ]
-    people_with_events = (
-        select(MembershipEventRow.user_id)
-        .where(*mem_where)
-        .group_by(MembershipEventRow.user_id)
-        .subquery()
-    )
+    if since_ts is not None:  # a group's few admin changes: read all, keep the people's
+        recent = {e.user_id for e in membership} | {
+            c.user_id for c in host_changes if c.ts_utc >= from_ts(since_ts)
+        }
+        host_changes = [c for c in host_changes if c.user_id in recent]
     first_member_post = (
         select(func.min(MessageRow.ts))
         .where(
             MessageRow.chat_id == chat_id,
-            MessageRow.sender_id == people_with_events.c.user_id,
+            MessageRow.sender_id == people.c.user_id,
             MessageRow.role == Role.MEMBER,
         )
         .scalar_subquery()
     )
-    firsts = await conn.execute(select(people_with_events.c.user_id, first_member_post))
+    firsts = await conn.execute(select(people.c.user_id, first_member_post))
     first_post = {u: from_ts(ts) for u, ts in firsts if ts is not None}
     people = {e.user_id for e in membership} | {h.user_id for h in host_changes}
     people |= {e.inviter_id for e in membership if e.inviter_id is not None}

@@ -15,6 +15,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -70,6 +72,15 @@ class User(Base):
     # the display name, "first last" as Telegram shows it (and writes it in exports)
     first_name: Mapped[str | None] = mapped_column(String(255))
     username: Mapped[str | None] = mapped_column(String(64))
+    # the few bots among everyone, without reading every user
+    __table_args__ = (
+        Index(
+            "ix_users_bots",
+            "user_id",
+            sqlite_where=text("is_bot = 1"),  # as SQLAlchemy writes it
+            postgresql_where=text("is_bot"),
+        ),
+    )
 
 
 class MembershipEventRow(Base):
@@ -236,7 +247,7 @@ class DailyRollup(Base):
     """One group's finished local day, as `bot.metrics.day_numbers` computed it with the
     timezone, windows and config-file hosts it names (a cache: storage/rollups.py; a row
     computed with other settings than the group's current ones is not used). `cells` holds
-    every window's retained/matured as JSON; the default windows are also columns, for the
+    every window's retained/matured/pending as JSON; the default windows are also columns, for the
     daily_metrics view."""
 
     __tablename__ = "daily_rollups"
@@ -257,5 +268,8 @@ class DailyRollup(Base):
     matured_day0: Mapped[int] = mapped_column(Integer)
     retained_day1: Mapped[int] = mapped_column(Integer)
     matured_day1: Mapped[int] = mapped_column(Integer)
-    cells: Mapped[str] = mapped_column(Text)  # {"window": [retained, matured], ...}
+    cells: Mapped[str] = mapped_column(Text)  # {"window": [retained, matured, pending]}
+    top_source: Mapped[str | None] = mapped_column(Text)  # the digest's line, as JSON
+    final: Mapped[bool] = mapped_column(Boolean, server_default=true())  # no cell pending
+    horizon_ts: Mapped[int] = mapped_column(BigInteger, server_default="0")  # see rollups.py
     computed_ts: Mapped[int] = mapped_column(BigInteger)

@@ -27,23 +27,37 @@ from storage.sql import to_ts
 
 
 async def forget_user(conn: AsyncConnection, user_id: int) -> int:
-    """Remove one person's rows from every group (/forgetme); returns rows removed."""
+    """Remove one person's rows from every group (/forgetme); returns rows removed. Each
+    group they were in has its numbers invalid from their earliest row there on (before
+    it, they counted only through the baseline, which stays)."""
     removed = 0
-    for stmt in (
-        delete(ActivityRow).where(ActivityRow.user_id == user_id),
-        delete(MessageRow).where(MessageRow.sender_id == user_id),
-        delete(MembershipEventRow).where(MembershipEventRow.user_id == user_id),
-        delete(HostEventRow).where(HostEventRow.user_id == user_id),
-        delete(ManualHost).where(ManualHost.user_id == user_id),
-        delete(User).where(User.user_id == user_id),
+    since: dict[int, int] = {}
+    for model, person in (
+        (ActivityRow, ActivityRow.user_id),
+        (MessageRow, MessageRow.sender_id),
+        (MembershipEventRow, MembershipEventRow.user_id),
+        (HostEventRow, HostEventRow.user_id),
     ):
-        removed += (await conn.execute(stmt)).rowcount or 0
+        rows = await conn.execute(
+            delete(model).where(person == user_id).returning(model.chat_id, model.ts)
+        )
+        for chat_id, ts in rows:
+            removed += 1
+            since[chat_id] = min(since.get(chat_id, ts), ts)
+    hosts = await conn.execute(
+        delete(ManualHost).where(ManualHost.user_id == user_id).returning(ManualHost.chat_id)
+    )
+    for (chat_id,) in hosts:  # a host all along: every day of the group
+        removed += 1
+        since[chat_id] = rollups.EVERYTHING
+    removed += (await conn.execute(delete(User).where(User.user_id == user_id))).rowcount or 0
     await conn.execute(
         update(MessageRow)
         .where(MessageRow.reply_to_sender_id == user_id)
         .values(reply_to_sender_id=None)
     )
-    await bump(conn)
+    for chat_id, ts in since.items():
+        await bump(conn, chat_id, since_ts=ts)
     return removed
 
 

@@ -2,21 +2,24 @@
 
 Every write to a group's rows min-merges the earliest event time it wrote into
 `chats.rollups_dirty_ts`, in the write's own transaction (`mark_dirty`). A reader first
-consumes that mark (`take_dirty`: the rows of every day the event can affect are deleted,
-the mark cleared, the group's row locked until it is done), then reads the rows left, and
-stores the finished days it had to compute from raw rows (`store`), in one transaction.
-A row also names the timezone, windows and config hosts it was computed with; a row with
-other settings is not used.
+consumes that mark (`take_dirty`: every row whose horizon is after it is deleted, the mark
+cleared, the group's row locked until it is done), then reads the rows left, and stores the
+days it had to compute from raw rows (`store`), in one transaction. A row is kept once its
+day is over and its hour-window checkpoints have passed; a dayN cell whose checkpoint is
+still ahead is kept as wholly pending (`final` is false until none is), and the row's
+horizon is the instant from which no event can change what it holds. A row also names the
+timezone, windows and config hosts it was computed with; a row with other settings is not
+used.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, case, delete, select, update
+from sqlalchemy import and_, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.metrics import DEFAULT_WINDOWS, DayNumbers, RetentionCell
@@ -47,11 +50,9 @@ async def mark_dirty(conn: AsyncConnection, chat_ids: Iterable[int] | None, ts: 
     await conn.execute(stmt)
 
 
-async def take_dirty(
-    conn: AsyncConnection, chat_id: int, first_day: Callable[[datetime], date]
-) -> None:
-    """Delete the rows the group's dirty mark covers (from `first_day(mark)` on) and clear
-    the mark. Locks the group's row first: until the reader's transaction ends, no write to
+async def take_dirty(conn: AsyncConnection, chat_id: int) -> None:
+    """Delete the rows the group's dirty mark can change (horizon after it) and clear the
+    mark. Locks the group's row first: until the reader's transaction ends, no write to
     the group can commit (each marks that row), so what it reads and keeps is one state."""
     await conn.execute(
         update(Chat).where(Chat.chat_id == chat_id).values(rollups_dirty_ts=Chat.rollups_dirty_ts)
@@ -61,11 +62,16 @@ async def take_dirty(
     ).scalar()
     if mark is None:
         return
-    start = first_day(from_ts(mark)).isoformat()
     await conn.execute(
-        delete(DailyRollup).where(DailyRollup.chat_id == chat_id, DailyRollup.day >= start)
+        delete(DailyRollup).where(DailyRollup.chat_id == chat_id, DailyRollup.horizon_ts > mark)
     )
     await conn.execute(update(Chat).where(Chat.chat_id == chat_id).values(rollups_dirty_ts=None))
+
+
+async def final_days(conn: AsyncConnection) -> int:
+    """How many rows are final (the days the daily_metrics view shows)."""
+    count = select(func.count()).select_from(DailyRollup).where(DailyRollup.final)
+    return int((await conn.execute(count)).scalar_one())
 
 
 async def drop(conn: AsyncConnection, chat_id: int) -> None:
@@ -73,6 +79,14 @@ async def drop(conn: AsyncConnection, chat_id: int) -> None:
 
 
 Key = tuple[str, str, str]  # what a row was computed with: timezone, windows, hosts
+TopSource = dict[str, object] | None  # the digest's top-source line of the day
+
+
+class KeptDay(NamedTuple):
+    numbers: DayNumbers
+    top_source: TopSource
+    horizon: datetime  # no event from then on changes what the row holds
+    final: bool  # the day's last checkpoint is past: no cell pending
 
 
 async def load(
@@ -81,7 +95,7 @@ async def load(
     first: date,
     last: date,
     key: Key,
-) -> dict[date, DayNumbers]:
+) -> dict[date, KeptDay]:
     """The rows of [first, last] computed with these settings."""
     rows = await conn.execute(
         select(DailyRollup).where(
@@ -95,11 +109,11 @@ async def load(
             )
         )
     )
-    out: dict[date, DayNumbers] = {}
+    out: dict[date, KeptDay] = {}
     for r in rows:
         day = date.fromisoformat(r.day)
-        cells = {w: RetentionCell(a, b, 0) for w, (a, b) in json.loads(r.cells).items()}
-        out[day] = DayNumbers(
+        cells = {w: RetentionCell(*c) for w, c in json.loads(r.cells).items()}
+        numbers = DayNumbers(
             day,
             r.joins,
             r.leaves,
@@ -109,22 +123,27 @@ async def load(
             r.interaction_users,
             cells,
         )
+        top = json.loads(r.top_source) if r.top_source is not None else None
+        out[day] = KeptDay(numbers, top, from_ts(r.horizon_ts), r.final)
     return out
 
 
 async def store(
     conn: AsyncConnection,
     chat_id: int,
-    days: Iterable[DayNumbers],
+    days: Iterable[KeptDay],
     key: Key,
     now: datetime,
 ) -> None:
-    """Keep finished days (no pending cell) as computed; replaces rows of other settings."""
+    """Keep days as computed; replaces rows of other settings. Each cell is final or wholly
+    pending (the day's hour-window checkpoints are past)."""
     if (await conn.execute(select(Chat.chat_id).where(Chat.chat_id == chat_id))).first() is None:
         return  # no row to keep the dirty mark on (a purged group): nothing kept
     rows = []
-    for n in days:
-        assert all(c.pending == 0 for c in n.cells.values()), "only finished days are kept"
+    for n, top, horizon, final in days:
+        assert all(c.pending == 0 or c.matured == c.retained == 0 for c in n.cells.values()), (
+            "a kept cell is final or wholly pending"
+        )
         row = {
             "chat_id": chat_id,
             "day": n.day.isoformat(),
@@ -137,7 +156,12 @@ async def store(
             "audience": n.audience,
             "response_users": n.response_users,
             "interaction_users": n.interaction_users,
-            "cells": json.dumps({w: [c.retained, c.matured] for w, c in n.cells.items()}),
+            "cells": json.dumps(
+                {w: [c.retained, c.matured, c.pending] for w, c in n.cells.items()}
+            ),
+            "top_source": json.dumps(top) if top is not None else None,
+            "final": final,
+            "horizon_ts": to_ts(horizon),
             "computed_ts": to_ts(now),
         }
         for w in DEFAULT_WINDOWS:

@@ -17,7 +17,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import metrics, service
+from bot import insights, metrics, service
 from bot.config import Config, GroupSettings
 from bot.events import HostChange, MemberKind, MembershipEvent, Post
 from bot.tracking import baseline_count
@@ -143,6 +143,10 @@ async def check(world: World, now: datetime) -> None:
         expected = metrics.day_numbers(history, day, windows, now, active)
         assert data.days[day] == expected, day
         assert recent.days[day] == expected, day
+        # the digest's top source, kept with the row or from the history
+        top = insights.top_source(history, day, now)
+        assert service.top_source(data, day, now) == top, day
+        assert service.top_source(recent, day, now) == top, day
 
 
 @settings(

@@ -7,6 +7,7 @@ import json
 import sqlite3
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -35,32 +36,51 @@ def local(tz: ZoneInfo, *args: int) -> datetime:
 # ---- the invalidation rule (pure) ------------------------------------------------------
 
 
-def test_an_event_dirties_its_own_day_without_retention_windows_reaching_back() -> None:
-    ts = local(BERLIN, 2026, 3, 29, 14, 0)
-    assert metrics.earliest_affected_day(ts, BERLIN, ["day0"]) == date(2026, 3, 29)
+def kept_row(
+    day: date, windows: list[str], now: datetime, tz: ZoneInfo = BERLIN
+) -> metrics.DayNumbers:
+    """Day D's numbers as a report at `now` keeps them: one join early on D."""
+    join = metrics.local_day_bounds(day, tz)[0] + timedelta(hours=1)
+    h = metrics.GroupHistory(tz, START, 0, [MembershipEvent(CHAT, 7, MemberKind.JOIN, join)])
+    return metrics.day_numbers(h, day, metrics.rollup_windows(windows), now, {})
 
 
-def test_hour_windows_reach_back_in_real_hours_across_the_dst_gap() -> None:
-    """03:30 CEST on the 23-hour day is 01:30 UTC: three real hours before is 23:30 CET of
-    the day before, whose joins' 3h checkpoints come after the event (local clock
-    arithmetic would say 00:30 of the same day)."""
-    ts = local(BERLIN, 2026, 3, 29, 3, 30)
-    assert metrics.earliest_affected_day(ts, BERLIN, ["3h"]) == date(2026, 3, 28)
-    assert metrics.earliest_affected_day(ts, BERLIN, ["1h"]) == date(2026, 3, 29)
+def horizon(day: date, windows: list[str], now: datetime, tz: ZoneInfo = BERLIN) -> datetime:
+    return metrics.row_horizon(
+        kept_row(day, windows, now, tz), tz, metrics.rollup_windows(windows)
+    )
 
 
-def test_day_windows_reach_back_by_local_days() -> None:
-    ts = local(BERLIN, 2026, 3, 30, 0, 0)  # exactly midnight: belongs to the 30th
-    assert metrics.earliest_affected_day(ts, BERLIN, ["1h", "day0", "day1"]) == date(2026, 3, 29)
-    assert metrics.earliest_affected_day(ts, BERLIN, ["day2"]) == date(2026, 3, 28)
-    just_before = ts - timedelta(seconds=1)
-    assert metrics.earliest_affected_day(just_before, BERLIN, ["day1"]) == date(2026, 3, 28)
+def test_a_row_is_kept_once_its_day_and_hour_checkpoints_are_over() -> None:
+    day = date(2026, 3, 28)
+    assert metrics.day_keepable_at(day, BERLIN, ["day0"]) == local(BERLIN, 2026, 3, 29, 0, 0)
+    # 3 real hours after midnight on the 23-hour day: 04:00 CEST, not 03:00
+    assert metrics.day_keepable_at(day, BERLIN, ["3h", "day1"]) == local(BERLIN, 2026, 3, 29, 4, 0)
 
 
-def test_24h_on_the_25_hour_day() -> None:
-    """23:30 EST on 1 Nov is 04:30 UTC on the 2nd; 24 h before is 00:30 EDT on the 1st."""
-    ts = local(NEW_YORK, 2026, 11, 1, 23, 30)
-    assert metrics.earliest_affected_day(ts, NEW_YORK, ["24h"]) == date(2026, 11, 1)
+def test_hour_windows_reach_forward_in_real_hours_across_the_dst_gap() -> None:
+    """The 28th's joins have 3h checkpoints up to 04:00 CEST on the 29th: an event at
+    03:30 CEST (01:30 UTC) can change them; with 1h, its row is out of reach by then."""
+    event = local(BERLIN, 2026, 3, 29, 3, 30)
+    now = local(BERLIN, 2026, 3, 29, 12, 0)
+    assert horizon(date(2026, 3, 28), ["3h"], now) > event
+    assert horizon(date(2026, 3, 28), ["1h"], now) <= event
+
+
+def test_a_pending_day_cell_holds_no_state_until_its_checkpoint() -> None:
+    """At noon on the 29th the 28th's day1 cell is wholly pending: the row reads only the
+    state up to 01:00 (its 1h checkpoints) and serves until the end of the 29th."""
+    day, noon = date(2026, 3, 28), local(BERLIN, 2026, 3, 29, 12, 0)
+    row = kept_row(day, ["day1"], noon)
+    assert row.cells["day1"] == metrics.RetentionCell(0, 0, 1)
+    assert horizon(day, ["day1"], noon) == local(BERLIN, 2026, 3, 29, 1, 0)
+    windows = metrics.rollup_windows(["day1"])
+    assert metrics.serves_at(row, BERLIN, windows, local(BERLIN, 2026, 3, 29, 23, 59))
+    assert not metrics.serves_at(row, BERLIN, windows, local(BERLIN, 2026, 3, 30, 0, 0))
+    assert not metrics.serves_at(row, BERLIN, windows, local(BERLIN, 2026, 3, 29, 0, 30))
+    # computed after the checkpoint, the cell is final and so reaches to it
+    later = local(BERLIN, 2026, 3, 30, 9, 0)
+    assert horizon(day, ["day1"], later) == local(BERLIN, 2026, 3, 30, 0, 0)
 
 
 def test_a_day_is_final_once_over_and_its_last_checkpoint_is_past() -> None:
@@ -72,9 +92,9 @@ def test_a_day_is_final_once_over_and_its_last_checkpoint_is_past() -> None:
     )
 
 
-def test_every_event_time_dirties_no_day_whose_numbers_it_leaves_unchanged() -> None:
-    """The rule against the pure metrics: a late leave changes no day before the one the
-    rule names (and does change that one here)."""
+def test_no_event_at_or_after_a_rows_horizon_changes_it() -> None:
+    """The rule against the pure metrics: a late leave changes every kept row whose horizon
+    is after it (here the 28th's, through its 3h cell) and none other."""
     tz, windows = BERLIN, metrics.rollup_windows(["3h"])
     join_ts = local(tz, 2026, 3, 28, 23, 0)
     late = local(tz, 2026, 3, 29, 1, 30)  # before the 3h checkpoint of the join
@@ -92,10 +112,10 @@ def test_every_event_time_dirties_no_day_whose_numbers_it_leaves_unchanged() -> 
             MembershipEvent(CHAT, 7, MemberKind.LEAVE, late),
         ]
     )
-    first = metrics.earliest_affected_day(late, tz, windows)
-    assert first == date(2026, 3, 28)
-    assert all(before[d] == after[d] for d in before if d < first)
-    assert before[first] != after[first]
+    for d, n in before.items():
+        if metrics.row_horizon(n, tz, windows) <= late:
+            assert after[d] == n, d
+    assert before[date(2026, 3, 28)] != after[date(2026, 3, 28)]
 
 
 # ---- what a write marks ----------------------------------------------------------------
@@ -109,10 +129,10 @@ async def dirty_mark(repo: Repo, chat_id: int = CHAT) -> int | None:
         return mark
 
 
-async def kept(repo: Repo) -> list[tuple[object, ...]]:
+async def kept(repo: Repo) -> list[Any]:
     async with repo.engine.connect() as conn:
         rows = await conn.execute(select(DailyRollup).order_by(DailyRollup.day))
-        return [tuple(r) for r in rows]
+        return list(rows)
 
 
 async def tracked_group(repo: Repo) -> None:
@@ -135,10 +155,16 @@ async def test_a_report_consumes_the_mark_and_keeps_final_days(repo: Repo) -> No
     assert await dirty_mark(repo) == EVERYTHING  # tracking started: everything
     await report_all(repo, datetime(2026, 3, 30, 12, tzinfo=UTC))
     assert await dirty_mark(repo) is None
-    days = [r[1] for r in await kept(repo)]
+    rows = {r.day: r for r in await kept(repo)}
     # final: over and past day1 (the 28th ends its day1 at midnight after the 29th)
-    assert days[0] == "2026-03-19"
-    assert days[-1] == "2026-03-28"
+    assert min(rows) == "2026-03-19"
+    assert [d for d, r in rows.items() if r.final][-1] == "2026-03-28"
+    # the 29th is over and past its 1h checkpoints: kept, not final; nobody joined that
+    # day, so no cell is pending and the row reaches to its day1 checkpoint
+    assert max(rows) == "2026-03-29"
+    assert not rows["2026-03-29"].final
+    assert json.loads(rows["2026-03-29"].cells)["day1"] == [0, 0, 0]
+    assert rows["2026-03-29"].horizon_ts == int(local(BERLIN, 2026, 3, 31, 0, 0).timestamp())
 
 
 async def test_a_late_join_of_someone_known_marks_its_own_time(repo: Repo) -> None:

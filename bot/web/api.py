@@ -143,7 +143,9 @@ async def active(request: Request) -> Response:
     chat_id = await readable_chat(request)
     state = web(request)
     a, b = await span(request, chat_id, 14)
-    rows = await service.active_rows_between(state.repo, state.config, chat_id, a, b)
+    rows = await service.active_rows_between(
+        state.repo, state.config, chat_id, a, b, datetime.now(UTC)
+    )
     return JSONResponse({"rows": rows})
 
 
@@ -154,7 +156,7 @@ async def export_csv(request: Request) -> Response:
     a, b = await span(request, chat_id, 14)
     now = datetime.now(UTC)
     cohort = await service.cohort_rows_between(state.repo, state.config, chat_id, a, b, now)
-    daily = await service.active_rows_between(state.repo, state.config, chat_id, a, b)
+    daily = await service.active_rows_between(state.repo, state.config, chat_id, a, b, now)
     settings = await service.group_settings(state.repo, state.config, chat_id)
     out = io.StringIO()
     writer = csv.writer(out)
