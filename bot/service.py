@@ -153,7 +153,11 @@ async def load_group(
     days = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
     async with repo.batch():
         kept = await repo.kept_days(chat_id, first_day - timedelta(days=1), last_day, key)
-        served = {d: k for d, k in kept.items() if metrics.serves_at(k.numbers, tz, windows, now)}
+        served = {
+            d: k
+            for d, k in (kept or {}).items()
+            if metrics.serves_at(k.numbers, tz, windows, now)
+        }
         todo = [d for d in days if d not in served]
         history = None
         if days_only:
@@ -166,7 +170,7 @@ async def load_group(
             history = await _history(repo, chat_id, settings)
         by_day = await _active_by_day(repo, chat_id, todo, tz) if active else {}
         computed = {d: metrics.day_numbers(history, d, windows, now, by_day) for d in todo}
-        if active:
+        if active and kept is not None:
             keep = [d for d in todo if metrics.day_keepable_at(d, tz, windows) <= now]
             tops = insights.top_sources(history, keep, now)
             await repo.keep_rollups(

@@ -49,11 +49,13 @@ class AnalyticsReads:
 
     async def kept_days(
         self, chat_id: int, first: date, last: date, key: rollups.Key
-    ) -> dict[date, rollups.KeptDay]:
+    ) -> dict[date, rollups.KeptDay] | None:
         """The kept days of [first, last] computed with `key`, after dropping those that
-        writes since the last call can have changed."""
+        writes since the last call can have changed; None when there is no such group
+        (nothing can be kept for it: no row to hold its dirty mark)."""
         async with self._begin() as conn:
-            await rollups.take_dirty(conn, chat_id)
+            if not await rollups.take_dirty(conn, chat_id):
+                return None
             return await rollups.load(conn, chat_id, first, last, key)
 
     async def final_rollup_days(self) -> int:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, tuple_, union, update
+from sqlalchemy import func, literal, select, tuple_, union, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.events import HostChange, MemberKind, MembershipEvent, Role
@@ -217,18 +217,26 @@ async def history(conn: AsyncConnection, chat_id: int, since_ts: int | None = No
     first_post = {u: from_ts(ts) for u, ts in firsts if ts is not None}
     people = {e.user_id for e in membership} | {h.user_id for h in host_changes}
     people |= {e.inviter_id for e in membership if e.inviter_id is not None}
-    bots = await conn.execute(select(User.user_id).where(User.is_bot))
-    bot_ids = frozenset(b for b in bots.scalars() if b in people)
-    manual = await conn.execute(select(ManualHost.user_id).where(ManualHost.chat_id == chat_id))
-    manual_ids = frozenset(manual.scalars())
+    marked = await conn.execute(
+        union_all(
+            select(User.user_id, literal(True)).where(User.is_bot),
+            select(ManualHost.user_id, literal(False)).where(ManualHost.chat_id == chat_id),
+        )
+    )
+    bot_ids, manual_ids = set(), set()
+    for user_id, is_bot in marked:  # the bots among the people, the hosts set in chat
+        if is_bot and user_id in people:
+            bot_ids.add(user_id)
+        elif not is_bot:
+            manual_ids.add(user_id)
     start = chat.tracking_start_ts if chat is not None else None
     return HistoryRows(
         tracking_start_utc=from_ts(start) if start is not None else None,
         baseline_count=chat.baseline_count if chat is not None else 0,
         membership=membership,
         host_changes=host_changes,
-        bots=bot_ids,
-        manual_hosts=manual_ids,
+        bots=frozenset(bot_ids),
+        manual_hosts=frozenset(manual_ids),
         first_post_utc=first_post,
     )
 

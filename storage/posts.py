@@ -9,17 +9,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
-    Integer,
     and_,
-    column,
     func,
     literal_column,
     or_,
     select,
+    text,
     tuple_,
     update,
-    values,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -209,35 +206,24 @@ async def active_user_counts(
 
     One round trip, one row per day whatever the range (a column per day would hit
     SQLite's 2,000 and PostgreSQL's 1,664 columns); each count is an index range scan
-    on (chat, level, ts, user). The day bounds are integer literals, not parameters,
-    so no range meets a bind-parameter limit either."""
+    on (chat, level, ts, user). The day bounds are integers written into the statement,
+    not parameters, so no range meets a bind-parameter limit; the statement is plain text,
+    so it is not compiled again for each range (a construct with literal values is)."""
     if not day_bounds:
         return {}
-    days = (
-        values(
-            column("i", Integer),
-            column("lo", BigInteger),
-            column("hi", BigInteger),
-            name="days",
-            literal_binds=True,
-        )
-        .data([(i, to_ts(lo), to_ts(hi)) for i, (lo, hi) in enumerate(day_bounds)])
-        .cte()
+    rows = ", ".join(
+        f"({i}, {int(to_ts(lo))}, {int(to_ts(hi))})" for i, (lo, hi) in enumerate(day_bounds)
     )
     levels = [str(level) for level in Level]
-    counts = [
-        select(func.count(ActivityRow.user_id.distinct()))
-        .where(
-            ActivityRow.chat_id == chat_id,
-            ActivityRow.level == level,
-            ActivityRow.ts >= days.c.lo,
-            ActivityRow.ts < days.c.hi,
-        )
-        .scalar_subquery()
-        for level in levels
-    ]
-    rows = (await conn.execute(select(days.c.i, *counts))).all()
-    return {(i, level): n for i, *ns in rows for level, n in zip(levels, ns, strict=True) if n}
+    counts = ", ".join(
+        "(SELECT count(DISTINCT a.user_id) FROM activity a WHERE a.chat_id = :chat"
+        f" AND a.level = :level{n} AND a.ts >= days.lo AND a.ts < days.hi)"
+        for n in range(len(levels))
+    )
+    stmt = text(f"WITH days (i, lo, hi) AS (VALUES {rows}) SELECT days.i, {counts} FROM days")
+    params = {"chat": chat_id, **{f"level{n}": level for n, level in enumerate(levels)}}
+    result = (await conn.execute(stmt, params)).all()
+    return {(i, level): n for i, *ns in result for level, n in zip(levels, ns, strict=True) if n}
 
 
 async def newcomer_activity(

@@ -50,22 +50,31 @@ async def mark_dirty(conn: AsyncConnection, chat_ids: Iterable[int] | None, ts: 
     await conn.execute(stmt)
 
 
-async def take_dirty(conn: AsyncConnection, chat_id: int) -> None:
+async def take_dirty(conn: AsyncConnection, chat_id: int) -> bool:
     """Delete the rows the group's dirty mark can change (horizon after it) and clear the
-    mark. Locks the group's row first: until the reader's transaction ends, no write to
-    the group can commit (each marks that row), so what it reads and keeps is one state."""
-    await conn.execute(
-        update(Chat).where(Chat.chat_id == chat_id).values(rollups_dirty_ts=Chat.rollups_dirty_ts)
+    mark; False when there is no such group. Locks the group's row first: until the
+    reader's transaction ends, no write to the group can commit (each marks that row), so
+    what it reads and keeps is one state."""
+    locked = await conn.execute(
+        update(Chat)
+        .where(Chat.chat_id == chat_id)
+        .values(rollups_dirty_ts=Chat.rollups_dirty_ts)
+        .returning(Chat.rollups_dirty_ts)
     )
-    mark = (
-        await conn.execute(select(Chat.rollups_dirty_ts).where(Chat.chat_id == chat_id))
-    ).scalar()
-    if mark is None:
-        return
-    await conn.execute(
-        delete(DailyRollup).where(DailyRollup.chat_id == chat_id, DailyRollup.horizon_ts > mark)
-    )
-    await conn.execute(update(Chat).where(Chat.chat_id == chat_id).values(rollups_dirty_ts=None))
+    row = locked.first()
+    if row is None:
+        return False
+    mark = row[0]
+    if mark is not None:
+        await conn.execute(
+            delete(DailyRollup).where(
+                DailyRollup.chat_id == chat_id, DailyRollup.horizon_ts > mark
+            )
+        )
+        await conn.execute(
+            update(Chat).where(Chat.chat_id == chat_id).values(rollups_dirty_ts=None)
+        )
+    return True
 
 
 async def final_days(conn: AsyncConnection) -> int:
@@ -135,10 +144,9 @@ async def store(
     key: Key,
     now: datetime,
 ) -> None:
-    """Keep days as computed; replaces rows of other settings. Each cell is final or wholly
-    pending (the day's hour-window checkpoints are past)."""
-    if (await conn.execute(select(Chat.chat_id).where(Chat.chat_id == chat_id))).first() is None:
-        return  # no row to keep the dirty mark on (a purged group): nothing kept
+    """Keep days as computed, for a group whose row `take_dirty` found and locked in this
+    transaction; replaces rows of other settings. Each cell is final or wholly pending (the
+    day's hour-window checkpoints are past)."""
     rows = []
     for n, top, horizon, final in days:
         assert all(c.pending == 0 or c.matured == c.retained == 0 for c in n.cells.values()), (
