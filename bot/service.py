@@ -143,6 +143,7 @@ async def load_group(
     only the people with events since the first day computed (or `people_from`) are read,
     not the whole history. Without `now`: the whole history and the days' activity only.
     `settings`: the group's, when the caller has read them already."""
+    await repo.write_marks()  # what this task's batch wrote so far counts
     if settings is None:
         settings = await group_settings(repo, config, chat_id)
     tz = settings.tz

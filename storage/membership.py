@@ -22,7 +22,7 @@ from storage.models import (
     MessageRow,
     User,
 )
-from storage.rollups import EVERYTHING
+from storage.rollups import EVERYTHING, Marks, mark_dirty
 from storage.sql import among, chunks, from_ts, insert, insert_many, to_ts
 
 DEDUP_WINDOW_S = 60  # SPEC 2: the same join/leave seen from two sources within 60 s
@@ -41,9 +41,13 @@ class HistoryRows:
     first_post_utc: dict[int, datetime]
 
 
-async def write_membership(conn: AsyncConnection, events: Sequence[MembershipEvent]) -> int:
+async def write_membership(
+    conn: AsyncConnection, events: Sequence[MembershipEvent], dirty: Marks | None = None
+) -> int:
     """Store the events that are not duplicates of stored ones or of each other, in
-    order; returns how many were new. One read for all groups, then executemany."""
+    order; returns how many were new. One read for all groups, then executemany. The
+    rollups' dirty marks go into `dirty` (written at the end of the batch), or are
+    written now."""
     times = [to_ts(ev.ts_utc) for ev in events]
     near: dict[tuple[int, int], list[tuple[str, int]]] = {}
     poorer: dict[tuple[int, int, int], int | dict[str, Any]] = {}  # joins not via chat_member
@@ -85,20 +89,38 @@ async def write_membership(conn: AsyncConnection, events: Sequence[MembershipEve
         await conn.execute(
             update(MembershipEventRow).where(MembershipEventRow.id == row_id).values(**better)
         )
+    now = Marks() if dirty is None else dirty
     if richer:
-        await bump(conn, *{ev.chat_id for ev in events})
+        for chat_id in {ev.chat_id for ev in events}:
+            now.changed(chat_id, EVERYTHING, version=True)
     if not new:
+        if dirty is None:
+            await write_changes(conn, now)
         return 0
     since = await _dirty_since(conn, new)
+    stored = len(new)
     if len(new) == 1:  # rowcount tells whether another process stored it first
         stmt = insert(conn, MembershipEventRow).on_conflict_do_nothing()
         if not (await conn.execute(stmt.values(**new[0]))).rowcount:
-            return 0
+            stored = 0
     else:
         await insert_many(conn, MembershipEventRow, new)
-    for chat_id, ts in since.items():
-        await bump(conn, chat_id, since_ts=ts)
-    return len(new)
+    if stored:
+        for chat_id, ts in since.items():
+            now.changed(chat_id, ts, version=True)
+    if dirty is None:
+        await write_changes(conn, now)
+    return stored
+
+
+async def write_changes(conn: AsyncConnection, marks: Marks) -> None:
+    """Each group's new data version and dirty mark, from its earliest change."""
+    for chat_id, ts in marks.since.items():
+        if chat_id in marks.versions:
+            await bump(conn, chat_id, since_ts=ts)
+        else:
+            await mark_dirty(conn, [chat_id], ts)
+    marks.clear()
 
 
 async def _dirty_since(conn: AsyncConnection, new: Sequence[dict[str, Any]]) -> dict[int, int]:

@@ -23,18 +23,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot.classify import answer_marks, reply_marks
 from bot.events import ActivityMark, Level, MemberKind, Post, ReplyTarget, Role
 from storage import rollups
-from storage.chats import bump
-from storage.membership import event_times
+from storage.membership import event_times, write_changes
 from storage.models import ActivityRow, MembershipEventRow, MessageRow
 from storage.sql import chunks, from_ts, insert_many, to_ts
 
 
 async def write_posts(
-    conn: AsyncConnection, posts: Sequence[tuple[Post, ReplyTarget | None, int]]
+    conn: AsyncConnection,
+    posts: Sequence[tuple[Post, ReplyTarget | None, int]],
+    dirty: rollups.Marks | None = None,
 ) -> int:
     """Store posts not stored yet, in order, with the activity each causes given the
     posts before it; returns how many were new. Two reads for all groups, then
-    executemany."""
+    executemany. The rollups' dirty marks go into `dirty` (written at the end of the
+    batch, once), or are written now."""
     members = [(p, r, w) for p, r, w in posts if p.role == Role.MEMBER and p.sender_id is not None]
     own = {(p.chat_id, p.message_id) for p, _, _ in posts}
     # one read: which posts are stored already, and the stored reply targets
@@ -100,29 +102,26 @@ async def write_posts(
                 .where(tuple_(MessageRow.chat_id, MessageRow.message_id).in_(chunk))
                 .values({flag: True})
             )
-    await _mark_dirty(conn, list(rows.values()), activity)
+    now = rollups.Marks() if dirty is None else dirty
+    for a in activity:  # activity changes the days it is on
+        now.changed(a["chat_id"], a["ts"])
+    for row in rows.values():
+        if row["role"] == Role.MEMBER and row["sender_id"] is not None:
+            now.posted(row["chat_id"], row["sender_id"], row["ts"])
+    if dirty is None:
+        await write_marks(conn, now)
     return len(rows)
 
 
-async def _mark_dirty(
-    conn: AsyncConnection, messages: Sequence[dict[str, Any]], activity: Sequence[dict[str, Any]]
-) -> None:
-    """Rollups: activity changes the days it is on; a member's post before one of their
-    joins or leaves can make them a member from before tracking (SPEC 2): everything."""
-    since: dict[int, int] = {}
-    for a in activity:
-        since[a["chat_id"]] = min(since.get(a["chat_id"], a["ts"]), a["ts"])
-    first_post: dict[tuple[int, int], int] = {}
-    for m in messages:
-        if m["role"] == Role.MEMBER and m["sender_id"] is not None:
-            key = (m["chat_id"], m["sender_id"])
-            first_post[key] = min(first_post.get(key, m["ts"]), m["ts"])
-    last = await event_times(conn, sorted(first_post), func.max)
-    back = {c for (c, u), ts in last.items() if first_post[(c, u)] < ts}
-    if back:
-        await bump(conn, *back)
-    for chat_id, ts in since.items():
-        await rollups.mark_dirty(conn, [chat_id], ts)
+async def write_marks(conn: AsyncConnection, marks: rollups.Marks) -> None:
+    """The rollups' dirty marks: each group's from its earliest change; everything where a
+    member posted before their first join or leave, which can make them a member from
+    before tracking (SPEC 2)."""
+    first = await event_times(conn, sorted(marks.first_posts), func.min)
+    for (chat_id, user_id), ts in first.items():
+        if marks.first_posts[(chat_id, user_id)] < ts:
+            marks.changed(chat_id, rollups.EVERYTHING, version=True)
+    await write_changes(conn, marks)
 
 
 async def _stored_targets(

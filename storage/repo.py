@@ -35,7 +35,7 @@ from bot.events import (
     Post,
     ReplyTarget,
 )
-from storage import chats, claims, db, failed, hosts, membership, posts, privacy, sql
+from storage import chats, claims, db, failed, hosts, membership, posts, privacy, rollups, sql
 from storage.analytics import AnalyticsReads
 from storage.chats import ChatInfo, UserTuple
 from storage.membership import HistoryRows
@@ -52,6 +52,7 @@ class _Batch:
     posts: list[tuple[Post, ReplyTarget | None, int]] = field(default_factory=list)
     users: dict[int, UserTuple] = field(default_factory=dict)
     membership: list[MembershipEvent] = field(default_factory=list)
+    marks: rollups.Marks = field(default_factory=rollups.Marks)  # written at the end
 
 
 class Repo(AnalyticsReads):
@@ -92,11 +93,20 @@ class Repo(AnalyticsReads):
                 try:
                     yield
                     await self._flush(batch)
+                    await posts.write_marks(conn, batch.marks)
                 finally:
                     self._batch.reset(token)
         except BaseException:
             self.forget_cached()
             raise
+
+    async def write_marks(self) -> None:
+        """Inside a batch, the rollups' dirty marks gathered so far, written: a reader of
+        the marks (or of data versions) in the batch sees its own writes."""
+        batch = self._batch.get()
+        if batch is not None:
+            await self._flush(batch)
+            await posts.write_marks(batch.conn, batch.marks)
 
     def forget_cached(self) -> None:
         """Drop what this process remembers of written rows (after a rolled-back batch)."""
@@ -132,9 +142,9 @@ class Repo(AnalyticsReads):
         if users:
             await self._write_users(batch.conn, list(users.values()))
         if events:
-            await membership.write_membership(batch.conn, events)
+            await membership.write_membership(batch.conn, events, batch.marks)
         if pending:
-            await posts.write_posts(batch.conn, pending)
+            await posts.write_posts(batch.conn, pending, batch.marks)
 
     # ---- chats and users -------------------------------------------------------------
 

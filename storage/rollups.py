@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
@@ -36,6 +37,29 @@ def dirty_from(ts: int) -> Any:
         (Chat.rollups_dirty_ts > ts, ts),
         else_=Chat.rollups_dirty_ts,
     )
+
+
+@dataclass
+class Marks:
+    """Dirty marks gathered during a batch of writes, written once at its end."""
+
+    since: dict[int, int] = field(default_factory=dict)  # group -> earliest change
+    versions: set[int] = field(default_factory=set)  # groups whose people changed
+    first_posts: dict[tuple[int, int], int] = field(default_factory=dict)  # earliest posts
+
+    def changed(self, chat_id: int, ts: int, version: bool = False) -> None:
+        self.since[chat_id] = min(self.since.get(chat_id, ts), ts)
+        if version:
+            self.versions.add(chat_id)
+
+    def posted(self, chat_id: int, user_id: int, ts: int) -> None:
+        key = (chat_id, user_id)
+        self.first_posts[key] = min(self.first_posts.get(key, ts), ts)
+
+    def clear(self) -> None:
+        self.since.clear()
+        self.versions.clear()
+        self.first_posts.clear()
 
 
 async def mark_dirty(conn: AsyncConnection, chat_ids: Iterable[int] | None, ts: int) -> None:
