@@ -102,7 +102,8 @@ class MembershipEventRow(Base):
     inviter_id: Mapped[int | None] = mapped_column(BigInteger)
     __table_args__ = (
         UniqueConstraint("chat_id", "user_id", "kind", "ts"),
-        Index(None, "chat_id", "ts"),
+        # who had events since a time, from the index alone (reports' recent people)
+        Index(None, "chat_id", "ts", "user_id"),
         Index(None, "chat_id", "user_id", "ts"),
     )
 

@@ -1,5 +1,6 @@
 """rollup rows kept before their dayN checkpoints (wholly pending cells), with a horizon
-and the day's top source; an index of the bots among users
+and the day's top source; an index of the bots among users; the people with events since
+a time from an index alone
 
 Revision ID: 0011
 Revises: 0010
@@ -38,6 +39,10 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('horizon_ts', sa.BigInteger(), server_default='0', nullable=False))
     # one row per group and finished local day: only rows with no cell pending
     op.execute(f"CREATE VIEW daily_metrics AS SELECT {COLUMNS} FROM daily_rollups WHERE final")
+    op.drop_index('ix_membership_events_chat_id_ts', table_name='membership_events')
+    op.create_index(
+        'ix_membership_events_chat_id_ts_user_id', 'membership_events', ['chat_id', 'ts', 'user_id']
+    )
     op.create_index(
         'ix_users_bots', 'users', ['user_id'],
         sqlite_where=sa.text('is_bot = 1'), postgresql_where=sa.text('is_bot'),
@@ -46,6 +51,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index('ix_users_bots', table_name='users')
+    op.drop_index('ix_membership_events_chat_id_ts_user_id', table_name='membership_events')
+    op.create_index('ix_membership_events_chat_id_ts', 'membership_events', ['chat_id', 'ts'])
     op.execute("DROP VIEW daily_metrics")
     op.execute("DELETE FROM daily_rollups")
     with op.batch_alter_table('daily_rollups', schema=None) as batch_op:
