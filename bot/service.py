@@ -142,7 +142,8 @@ async def load_group(
     `numbers_on` of them, at the rollup windows), and the people of `people_from` on: then
     only the people with events since the first day computed (or `people_from`) are read,
     not the whole history. Without `now`: the whole history and the days' activity only.
-    `settings`: the group's, when the caller has read them already."""
+    `settings`: the group's, when the caller has read them already. `active=False`: the
+    caller reads no activity (the days' active users are then read only for the days kept)."""
     await repo.write_marks()  # what this task's batch wrote so far counts
     if settings is None:
         settings = await group_settings(repo, config, chat_id)
@@ -169,10 +170,13 @@ async def load_group(
         complete = history is None
         if history is None:
             history = await _history(repo, chat_id, settings)
-        by_day = await _active_by_day(repo, chat_id, todo, tz) if active else {}
+        keep = [d for d in todo if metrics.day_keepable_at(d, tz, windows) <= now]
+        if kept is None:
+            keep = []  # no such group: nothing to keep
+        # the activity of the days read, or at least of those kept
+        by_day = await _active_by_day(repo, chat_id, todo if active else keep, tz)
         computed = {d: metrics.day_numbers(history, d, windows, now, by_day) for d in todo}
-        if active and kept is not None:
-            keep = [d for d in todo if metrics.day_keepable_at(d, tz, windows) <= now]
+        if keep:
             tops = insights.top_sources(history, keep, now)
             await repo.keep_rollups(
                 chat_id,
@@ -545,10 +549,9 @@ async def recent_days(
 async def retention_rows(
     repo: Repo, config: Config, chat_id: int, days: int, now: datetime
 ) -> tuple[list[dict[str, object]], GroupSettings]:
-    """The `days` most recent local days ending today, one row each (SPEC 9). The days'
-    activity is read too, though not shown: only whole days are kept as rollups, so that the
-    next call reads just the days still open."""
-    data, span = await recent_days(repo, config, chat_id, days, now)
+    """The `days` most recent local days ending today, one row each (SPEC 9); the activity
+    only of the days kept now (a kept row holds every number of its day)."""
+    data, span = await recent_days(repo, config, chat_id, days, now, active=False)
     rows = [cohort_row(data, day, now) for day in span]
     return rows, data.settings
 

@@ -127,6 +127,11 @@ async def check(world: World, now: datetime) -> None:
     tz = settings_.tz
     first = world.log.first_day - timedelta(days=2)
     last = metrics.local_day(max(now, world.clock), tz) + timedelta(days=1)
+    # /retention's read (no activity but of the days it keeps) first: what it keeps is
+    # then served to the reads below
+    cohorts = await service.load_group(
+        repo, world.config, world.chat_id, first, last, now=now, active=False, days_only=True
+    )
     data = await service.load_group(repo, world.config, world.chat_id, first, last, now=now)
     history = service.group_history(await repo.history(world.chat_id), settings_)
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
@@ -143,6 +148,8 @@ async def check(world: World, now: datetime) -> None:
         expected = metrics.day_numbers(history, day, windows, now, active)
         assert data.days[day] == expected, day
         assert recent.days[day] == expected, day
+        assert cohorts.days[day].cells == expected.cells, day
+        assert cohorts.days[day].joins == expected.joins, day
         # the digest's top source, kept with the row or from the history
         top = insights.top_source(history, day, now)
         assert service.top_source(data, day, now) == top, day
