@@ -154,7 +154,10 @@ async def load_group(
     key = rollups_key(settings)
     days = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
     async with repo.batch():
-        kept = await repo.kept_days(chat_id, first_day - timedelta(days=1), last_day, key)
+        # the kept days asked for, the day before (the head-count at their start), and the
+        # days up to `people_from` (the head-count at its start)
+        last_kept = max(last_day, people_from - timedelta(days=1)) if people_from else last_day
+        kept = await repo.kept_days(chat_id, first_day - timedelta(days=1), last_kept, key)
         served = {
             d: k
             for d, k in (kept or {}).items()
@@ -167,6 +170,8 @@ async def load_group(
             if starts:
                 start = min(starts)
                 history = await _recent_history(repo, chat_id, settings, start, served, now)
+            else:  # every day kept, nobody asked for: no one's events are needed
+                history = metrics.GroupHistory(tz, None, 0, ())
         complete = history is None
         if history is None:
             history = await _history(repo, chat_id, settings)
