@@ -463,19 +463,3 @@ def row_horizon(numbers: DayNumbers, tz: ZoneInfo, windows: Iterable[str]) -> da
         if w.days is not None and not c.pending:
             last = max(last, day_checkpoint(numbers.day, w, tz))
     return last
-
-
-def earliest_affected_day(ts_utc: datetime, tz: ZoneInfo, windows: Iterable[str]) -> date:
-    """The earliest local day whose numbers an event at `ts_utc` can change: its own day
-    (cohort, leaves, head-count and audience from then on, activity), and every cohort whose
-    checkpoint comes after it (an event at c belongs to what comes after c, SPEC 3)."""
-    first = local_day(ts_utc, tz)
-    for name in windows:
-        w = parse_window(name)
-        if w.hours is not None:
-            # joins after ts − N h have their checkpoint after ts
-            first = min(first, local_day(ts_utc - timedelta(hours=w.hours), tz))
-        else:
-            assert w.days is not None
-            first = min(first, local_day(ts_utc, tz) - timedelta(days=w.days))
-    return first

@@ -218,10 +218,11 @@ async def history(conn: AsyncConnection, chat_id: int, since_ts: int | None = No
         HostEventRow.seq,
         HostEventRow.source,
     ).where(HostEventRow.chat_id == chat_id)
-    people: Any = select(MembershipEventRow.user_id).where(MembershipEventRow.chat_id == chat_id)
+    # whose events are read: the group's people, or only those with events since `since_ts`
+    who: Any = select(MembershipEventRow.user_id).where(MembershipEventRow.chat_id == chat_id)
     if since_ts is not None:
         # the few recent people first, then their events by (chat, user, ts)
-        people = union(
+        who = union(
             select(MembershipEventRow.user_id).where(
                 MembershipEventRow.chat_id == chat_id, MembershipEventRow.ts >= since_ts
             ),
@@ -229,9 +230,9 @@ async def history(conn: AsyncConnection, chat_id: int, since_ts: int | None = No
                 HostEventRow.chat_id == chat_id, HostEventRow.ts >= since_ts
             ),
         ).subquery()
-        mem = among(conn, mem, MembershipEventRow.user_id, people)
+        mem = among(conn, mem, MembershipEventRow.user_id, who)
     else:
-        people = people.group_by(MembershipEventRow.user_id).subquery()
+        who = who.group_by(MembershipEventRow.user_id).subquery()
     rows = await conn.execute(
         mem.order_by(MembershipEventRow.ts, MembershipEventRow.seq, MembershipEventRow.id)
     )
@@ -246,20 +247,21 @@ async def history(conn: AsyncConnection, chat_id: int, since_ts: int | None = No
         HostChange(chat_id, u, from_ts(ts), h, seq, src) for u, ts, h, seq, src in host_rows
     ]
     if since_ts is not None:  # a group's few admin changes: read all, keep the people's
+        since = from_ts(since_ts)
         recent = {e.user_id for e in membership} | {
-            c.user_id for c in host_changes if c.ts_utc >= from_ts(since_ts)
+            c.user_id for c in host_changes if c.ts_utc >= since
         }
         host_changes = [c for c in host_changes if c.user_id in recent]
     first_member_post = (
         select(func.min(MessageRow.ts))
         .where(
             MessageRow.chat_id == chat_id,
-            MessageRow.sender_id == people.c.user_id,
+            MessageRow.sender_id == who.c.user_id,
             MessageRow.role == Role.MEMBER,
         )
         .scalar_subquery()
     )
-    firsts = await conn.execute(select(people.c.user_id, first_member_post))
+    firsts = await conn.execute(select(who.c.user_id, first_member_post))
     first_post = {u: from_ts(ts) for u, ts in firsts if ts is not None}
     people = {e.user_id for e in membership} | {h.user_id for h in host_changes}
     people |= {e.inviter_id for e in membership if e.inviter_id is not None}
