@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
-from benchmarks.bench_ingest import drop_pg, scratch_pg
+from benchmarks.bench_ingest import scratch_db
 from bot import reports, service
 from bot.app import settle_heap
 from bot.config import Config
@@ -112,16 +112,9 @@ async def digest_round(
 
 
 async def run(args: argparse.Namespace) -> None:
-    scratch = None
-    if args.db:
-        url, scratch = await scratch_pg(args.db)
-    else:
-        url = f"sqlite+aiosqlite:///{Path(tempfile.mkdtemp(prefix='opsbot-digests-')) / 'b.db'}"
-    try:
+    work = Path(tempfile.mkdtemp(prefix="opsbot-digests-"))
+    async with scratch_db(args.db, work / "bench.db") as url:
         await measure(args, url)
-    finally:
-        if scratch is not None:
-            await drop_pg(args.db, scratch)
 
 
 async def measure(args: argparse.Namespace, url: str) -> None:

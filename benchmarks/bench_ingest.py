@@ -23,6 +23,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -107,35 +109,32 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def scratch_pg(url: str) -> tuple[str, str]:
+@asynccontextmanager
+async def scratch_db(server: str | None, sqlite_file: Path) -> AsyncIterator[str]:
+    """A database URL for one run: a scratch database on the PostgreSQL `server` (dropped
+    after), or a SQLite file."""
+    if server is None:
+        yield f"sqlite+aiosqlite:///{sqlite_file}"
+        return
     name = f"opsbot_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_async_engine(normalize_db_url(url), isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    await admin.dispose()
-    return make_url(normalize_db_url(url)).set(database=name).render_as_string(False), name
-
-
-async def drop_pg(url: str, name: str) -> None:
-    admin = create_async_engine(normalize_db_url(url), isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    await admin.dispose()
+    admin = create_async_engine(normalize_db_url(server), isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield make_url(normalize_db_url(server)).set(database=name).render_as_string(False)
+        finally:
+            async with admin.connect() as conn:
+                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await admin.dispose()
 
 
 async def run(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="opsbot-ingest-"))
     updates, chats = stream(args, work)
-    scratch = None
-    if args.db:
-        url, scratch = await scratch_pg(args.db)
-    else:
-        url = f"sqlite+aiosqlite:///{work / 'live.db'}"
-    try:
+    async with scratch_db(args.db, work / "live.db") as url:
         await measure(args, work, updates, chats, url)
-    finally:
-        if scratch is not None:
-            await drop_pg(args.db, scratch)
 
 
 async def measure(
