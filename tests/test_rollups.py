@@ -198,6 +198,27 @@ async def test_a_first_join_after_own_posts_marks_everything(repo: Repo) -> None
     assert await dirty_mark(repo) == EVERYTHING
 
 
+async def test_forgetme_marks_only_the_persons_groups_from_their_first_row(repo: Repo) -> None:
+    await tracked_group(repo)
+    other = CHAT - 1
+    await repo.ensure_chat(other, "other", "supergroup")
+    await repo.start_tracking(other, START, 5)
+    await report_all(repo, datetime(2026, 3, 30, 12, tzinfo=UTC))
+    await service.load_group(
+        repo,
+        CONFIG,
+        other,
+        date(2026, 3, 19),
+        date(2026, 3, 30),
+        now=datetime(2026, 3, 30, 12, tzinfo=UTC),
+    )
+    assert await dirty_mark(repo) is None
+    assert await dirty_mark(repo, other) is None
+    await repo.forget_user(202)  # joined START + 1 day 2 h, in CHAT only
+    assert await dirty_mark(repo) == int((START + timedelta(days=1, hours=2)).timestamp())
+    assert await dirty_mark(repo, other) is None
+
+
 async def test_a_reply_marks_the_day_of_the_old_message_it_makes_active(repo: Repo) -> None:
     await tracked_group(repo)
     old = START + timedelta(days=1, hours=4)
