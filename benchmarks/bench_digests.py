@@ -99,16 +99,11 @@ DAY = timedelta(days=1)
 async def digest_round(
     repo: Repo, config: Config, groups: int, day: date, now: datetime
 ) -> list[tuple[int, str]]:
-    texts = []
-    for g in range(groups):
-        result = await service.digest(repo, config, -1000 - g, day, now)
-        texts.append(
-            (
-                -1000 - g,
-                reports.digest_text(result.report, "zh", f"Group {g}", result.net, result.changes),
-            )
-        )
-    return texts
+    results = await service.digests(repo, config, [-1000 - g for g in range(groups)], now, day)
+    return [
+        (c, reports.digest_text(r.report, "zh", f"Group {-1000 - c}", r.net, r.changes))
+        for c, r in results.items()
+    ]
 
 
 async def run(args: argparse.Namespace) -> None:

@@ -13,7 +13,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cached_property
+from functools import cached_property, lru_cache
 from zoneinfo import ZoneInfo
 
 from bot.events import ActivityMark, HostChange, Level, MemberKind, MembershipEvent
@@ -29,6 +29,7 @@ class Window:
     days: int | None
 
 
+@lru_cache(maxsize=256)
 def parse_window(name: str) -> Window:
     """`1h`, `24h`, `Nh` or `day0`, `day1`, `dayN` (up to a year)."""
     text = name.strip().lower()
@@ -46,6 +47,7 @@ def local_day(ts_utc: datetime, tz: ZoneInfo) -> date:
     return ts_utc.astimezone(tz).date()
 
 
+@lru_cache(maxsize=8192)
 def local_day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
     """[start, end) of a local day in UTC; DST days last 23 or 25 hours."""
     start = datetime.combine(day, time(0), tz).astimezone(UTC)
@@ -452,6 +454,30 @@ def serves_at(numbers: DayNumbers, tz: ZoneInfo, windows: Iterable[str], now: da
         if (c.pending and not ahead) or (c.matured and ahead):
             return False
     return True
+
+
+def finishable(kept: DayNumbers, tz: ZoneInfo, now: datetime) -> bool:
+    """Whether a kept row that no longer serves at `now` is stale only in wholly pending
+    cells whose checkpoint has passed (the rest of the row is final): then `finish`
+    computes those, not the whole day."""
+    if day_keepable_at(kept.day, tz, kept.cells) > now:
+        return False
+    for name, c in kept.cells.items():
+        w = parse_window(name)
+        if w.days is not None and c.matured and day_checkpoint(kept.day, w, tz) > now:
+            return False
+    return True
+
+
+def finish(history: GroupHistory, kept: DayNumbers, now: datetime) -> DayNumbers:
+    """A `finishable` kept row at `now`, its passed pending cells computed from a history
+    that holds the day's cohort."""
+    cells = dict(kept.cells)
+    for name, c in kept.cells.items():
+        w = parse_window(name)
+        if c.pending and w.days is not None and day_checkpoint(kept.day, w, history.tz) <= now:
+            cells[name] = retention(history, kept.day, w, now)
+    return replace(kept, cells=cells)
 
 
 def row_horizon(numbers: DayNumbers, tz: ZoneInfo, windows: Iterable[str]) -> datetime:

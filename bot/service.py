@@ -26,9 +26,10 @@ from bot.config import (
 )
 from bot.events import Level
 from bot.targets import ACTIVE_METRICS, RANGED_METRICS, metric_window, parse_metric, parse_range
-from storage.membership import HistoryRows
+from storage.chats import ChatInfo
+from storage.people import HistoryRows
 from storage.repo import Repo
-from storage.rollups import KeptDay
+from storage.rollups import KeptDay, Span, TopSource
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,19 @@ def skip_stored(chat_id: int, what: str, raw: object) -> None:
 
 async def group_settings(repo: Repo, config: Config, chat_id: int) -> GroupSettings:
     """Config file settings for the group, overridden by what was changed in chat."""
+    return _settings(config, chat_id, await repo.chat(chat_id))
+
+
+async def settings_of(
+    repo: Repo, config: Config, chat_ids: Sequence[int]
+) -> dict[int, GroupSettings]:
+    """`group_settings` of several groups, read at once."""
+    infos = await repo.chats(chat_ids)
+    return {c: _settings(config, c, infos.get(c)) for c in chat_ids}
+
+
+def _settings(config: Config, chat_id: int, info: ChatInfo | None) -> GroupSettings:
     base = config.for_chat(chat_id)
-    info = await repo.chat(chat_id)
     if info is None:
         return base
     changes: dict[str, Any] = {}
@@ -87,8 +99,20 @@ def stored_target(metric: str, value: float | None, rng: str | None) -> Target |
 
 async def targets_in_force(repo: Repo, settings: GroupSettings, chat_id: int) -> list[Target]:
     """Config targets, overridden (or switched off) by /settarget (SPEC 5)."""
+    return _targets(chat_id, settings, await repo.chat_targets(chat_id))
+
+
+async def targets_of(repo: Repo, settings: dict[int, GroupSettings]) -> dict[int, list[Target]]:
+    """`targets_in_force` of several groups, read at once."""
+    stored = await repo.chat_targets_of(list(settings))
+    return {c: _targets(c, s, stored[c]) for c, s in settings.items()}
+
+
+def _targets(
+    chat_id: int, settings: GroupSettings, stored: dict[str, tuple[float | None, str | None]]
+) -> list[Target]:
     by_metric = {t.metric: t for t in settings.targets}
-    for metric, (value, rng) in (await repo.chat_targets(chat_id)).items():
+    for metric, (value, rng) in stored.items():
         try:
             target = stored_target(metric, value, rng)
         except (ValueError, TypeError):
@@ -119,6 +143,18 @@ class GroupData:
         return self.settings.tz
 
 
+class Ask(NamedTuple):
+    """What one group's read needs (`load_group` says what each field does)."""
+
+    chat_id: int
+    first_day: date
+    last_day: date
+    settings: GroupSettings
+    active: bool = True
+    days_only: bool = False
+    people_from: date | None = None
+
+
 async def load_group(
     repo: Repo,
     config: Config,
@@ -144,65 +180,153 @@ async def load_group(
     not the whole history. Without `now`: the whole history and the days' activity only.
     `settings`: the group's, when the caller has read them already. `active=False`: the
     caller reads no activity (the days' active users are then read only for the days kept)."""
-    await repo.write_marks()  # what this task's batch wrote so far counts
     if settings is None:
         settings = await group_settings(repo, config, chat_id)
-    tz = settings.tz
     if now is None:
+        await repo.write_marks()  # what this task's batch wrote so far counts
         return await _whole_history(repo, chat_id, settings, first_day, last_day, active)
-    windows = metrics.rollup_windows(settings.windows)
-    key = rollups_key(settings)
-    days = [first_day + timedelta(days=i) for i in range((last_day - first_day).days + 1)]
+    ask = Ask(chat_id, first_day, last_day, settings, active, days_only, people_from)
+    return (await load_groups(repo, [ask], now))[chat_id]
+
+
+async def load_groups(repo: Repo, asks: Sequence[Ask], now: datetime) -> dict[int, GroupData]:
+    """`load_group` of several groups at once (a digest round): each statement reads every
+    group's rows (kept days, recent people, activity), so the cost per group is the
+    metrics', not a dozen round trips."""
+    await repo.write_marks()  # what this task's batch wrote so far counts
+    out: dict[int, GroupData] = {}
     async with repo.batch():
-        # the kept days asked for, the day before (the head-count at their start), and the
-        # days up to `people_from` (the head-count at its start)
-        last_kept = max(last_day, people_from - timedelta(days=1)) if people_from else last_day
-        kept = await repo.kept_days(chat_id, first_day - timedelta(days=1), last_kept, key)
-        served = {
+        spans = {}
+        for a in asks:
+            # the kept days asked for, the day before (the head-count at their start), and
+            # the days up to `people_from` (the head-count at its start)
+            last = a.last_day
+            if a.people_from is not None:
+                last = max(last, a.people_from - timedelta(days=1))
+            spans[a.chat_id] = Span(a.first_day - timedelta(days=1), last, rollups_key(a.settings))
+        kept = await repo.kept_days(spans)
+        plans = {a.chat_id: _Plan(a, kept.get(a.chat_id), now) for a in asks}
+        recent = await repo.recent_histories(
+            {c: p.recent_from for c, p in plans.items() if p.recent_from is not None}
+        )
+        histories = {c: await _plan_history(repo, p, recent.get(c)) for c, p in plans.items()}
+        by_day = await _active_by_day(repo, plans)
+        keep = []
+        for c, p in plans.items():
+            history = histories[c]
+            for d in p.todo:
+                old = p.finishing.get(d)
+                p.computed[d] = (
+                    metrics.finish(history, old.numbers, now)
+                    if old is not None
+                    else metrics.day_numbers(history, d, p.windows, now, by_day[c])
+                )
+            # a day's top source is final once it is over: a row kept before, as kept
+            p.tops = {d: p.finishing[d].top_source for d in p.keep if d in p.finishing}
+            p.tops.update(
+                insights.top_sources(history, [d for d in p.keep if d not in p.tops], now)
+            )
+            tz, key = p.ask.settings.tz, spans[c].key
+            keep += [
+                (
+                    c,
+                    key,
+                    KeptDay(
+                        p.computed[d],
+                        p.tops[d],
+                        metrics.row_horizon(p.computed[d], tz, p.windows),
+                        metrics.day_final_at(d, tz, p.windows) <= now,
+                    ),
+                )
+                for d in p.keep
+            ]
+        await repo.keep_rollups(keep, now)
+    for c, p in plans.items():
+        counts = by_day[c]
+        for d, k in [*p.served.items(), *p.finishing.items()]:
+            counts[(d, str(Level.RESPONSE))] = k.numbers.response_users
+            counts[(d, str(Level.INTERACTION))] = k.numbers.interaction_users
+        out[c] = GroupData(
+            c,
+            p.ask.settings,
+            histories[c],
+            counts if p.ask.active else {},
+            {**{d: k.numbers for d, k in p.served.items()}, **p.computed},
+            p.complete,
+            {**{d: k.top_source for d, k in p.served.items()}, **p.tops},
+        )
+    return out
+
+
+class _Plan:
+    """One group's read in `load_groups`: which kept rows serve, which days are computed
+    (and kept), and whose events that needs."""
+
+    def __init__(self, ask: Ask, kept: dict[date, KeptDay] | None, now: datetime) -> None:
+        self.ask = ask
+        tz = ask.settings.tz
+        self.windows = metrics.rollup_windows(ask.settings.windows)
+        self.served = {
             d: k
             for d, k in (kept or {}).items()
-            if metrics.serves_at(k.numbers, tz, windows, now)
+            if metrics.serves_at(k.numbers, tz, self.windows, now)
         }
-        todo = [d for d in days if d not in served]
-        history = None
-        if days_only:
-            starts = [*todo[:1], *([people_from] if people_from is not None else [])]
-            if starts:
-                start = min(starts)
-                history = await _recent_history(repo, chat_id, settings, start, served, now)
-            else:  # every day kept, nobody asked for: no one's events are needed
-                history = metrics.GroupHistory(tz, None, 0, ())
-        complete = history is None
-        if history is None:
-            history = await _history(repo, chat_id, settings)
-        keep = [d for d in todo if metrics.day_keepable_at(d, tz, windows) <= now]
-        if kept is None:
-            keep = []  # no such group: nothing to keep
-        # the activity of the days read, or at least of those kept
-        by_day = await _active_by_day(repo, chat_id, todo if active else keep, tz)
-        computed = {d: metrics.day_numbers(history, d, windows, now, by_day) for d in todo}
-        if keep:
-            tops = insights.top_sources(history, keep, now)
-            await repo.keep_rollups(
-                chat_id,
-                [
-                    KeptDay(
-                        computed[d],
-                        tops[d],
-                        metrics.row_horizon(computed[d], tz, windows),
-                        metrics.day_final_at(d, tz, windows) <= now,
-                    )
-                    for d in keep
-                ],
-                key,
-                now,
-            )
-    numbers = {**{d: k.numbers for d, k in served.items()}, **computed}
-    for d, k in served.items():
-        by_day[(d, str(Level.RESPONSE))] = k.numbers.response_users
-        by_day[(d, str(Level.INTERACTION))] = k.numbers.interaction_users
-    tops = {d: k.top_source for d, k in served.items()}
-    return GroupData(chat_id, settings, history, by_day if active else {}, numbers, complete, tops)
+        span = (ask.last_day - ask.first_day).days + 1
+        days = [ask.first_day + timedelta(days=i) for i in range(span)]
+        self.todo = [d for d in days if d not in self.served]
+        # kept rows whose only stale cells are pending ones now past their checkpoint
+        self.finishing = {
+            d: k
+            for d, k in (kept or {}).items()
+            if d in self.todo and metrics.finishable(k.numbers, tz, now)
+        }
+        # the days computed now that can be kept (none for a group with no row)
+        self.keep = (
+            []
+            if kept is None
+            else [d for d in self.todo if metrics.day_keepable_at(d, tz, self.windows) <= now]
+        )
+        self.recent_from: datetime | None = None  # read only the people with events since
+        self.baseline: int | None = None  # the head-count then, kept
+        self.nobody = False  # no one's events are needed
+        starts = [*self.todo[:1], *([ask.people_from] if ask.people_from is not None else [])]
+        if ask.days_only and not starts:
+            self.nobody = True
+        elif ask.days_only:
+            first = min(starts)
+            before = self.served.get(first - timedelta(days=1))
+            start = metrics.local_day_bounds(first, tz)[0]
+            if before is not None and before.numbers.headcount_end is not None and now >= start:
+                self.recent_from, self.baseline = start, before.numbers.headcount_end
+        self.complete = False  # the history holds everyone
+        self.computed: dict[date, metrics.DayNumbers] = {}
+        self.tops: dict[date, TopSource] = {}  # the days kept now: their top source
+
+    def activity_days(self) -> list[date]:
+        """The days whose active users are read: those computed, or at least those kept
+        (a row finished holds them)."""
+        days = self.todo if self.ask.active else self.keep
+        return [d for d in days if d not in self.finishing]
+
+
+async def _plan_history(
+    repo: Repo, plan: _Plan, recent: HistoryRows | None
+) -> metrics.GroupHistory:
+    settings = plan.ask.settings
+    if plan.nobody:
+        return metrics.GroupHistory(settings.tz, None, 0, ())
+    if recent is not None and plan.recent_from is not None:
+        # the people with events from `recent_from` on, with a baseline that makes the
+        # head-count at that instant the kept one (nobody else changes from then on)
+        start = recent.tracking_start_utc
+        if start is not None and start < plan.recent_from:
+            history = group_history(replace(recent, baseline_count=0), settings)
+            own = metrics.headcount_at(history, plan.recent_from)
+            assert own is not None
+            assert plan.baseline is not None
+            return metrics.with_baseline(history, plan.baseline - own)
+    plan.complete = True
+    return await _history(repo, plan.ask.chat_id, settings)
 
 
 async def _whole_history(
@@ -210,43 +334,29 @@ async def _whole_history(
 ) -> GroupData:
     history = await _history(repo, chat_id, settings)
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-    by_day = await _active_by_day(repo, chat_id, days, settings.tz) if active else {}
-    return GroupData(chat_id, settings, history, by_day)
+    by_day = (
+        await repo.active_user_counts(
+            chat_id, [metrics.local_day_bounds(d, settings.tz) for d in days]
+        )
+        if active and days
+        else {}
+    )
+    counts = {(days[i], level): n for (i, level), n in by_day.items()}
+    return GroupData(chat_id, settings, history, counts)
 
 
 async def _active_by_day(
-    repo: Repo, chat_id: int, days: list[date], tz: ZoneInfo
-) -> dict[tuple[date, str], int]:
-    """(local day, level) -> distinct active users."""
-    counts = await repo.active_user_counts(
-        chat_id, [metrics.local_day_bounds(d, tz) for d in days]
+    repo: Repo, plans: dict[int, _Plan]
+) -> dict[int, dict[tuple[date, str], int]]:
+    """Per group, (local day, level) -> distinct active users of its activity days."""
+    days = {c: p.activity_days() for c, p in plans.items()}
+    counts = await repo.active_user_counts_of(
+        {
+            c: [metrics.local_day_bounds(d, plans[c].ask.settings.tz) for d in ds]
+            for c, ds in days.items()
+        }
     )
-    return {(days[i], level): n for (i, level), n in counts.items() if i < len(days)}
-
-
-async def _recent_history(
-    repo: Repo,
-    chat_id: int,
-    settings: GroupSettings,
-    first: date,
-    kept: dict[date, KeptDay],
-    now: datetime,
-) -> metrics.GroupHistory | None:
-    """The people with events from local day `first` on, when the day before it is kept,
-    with a baseline that makes the head-count at its start the kept one (nobody else
-    changes from then on): enough for the numbers of the days from `first`. None: the
-    whole history is needed."""
-    before = kept.get(first - timedelta(days=1))
-    start = metrics.local_day_bounds(first, settings.tz)[0]
-    if before is None or before.numbers.headcount_end is None or now < start:
-        return None
-    rows = await repo.history(chat_id, since=start)
-    if rows.tracking_start_utc is None or rows.tracking_start_utc >= start:
-        return None
-    history = group_history(replace(rows, baseline_count=0), settings)
-    own = metrics.headcount_at(history, start)
-    assert own is not None
-    return metrics.with_baseline(history, before.numbers.headcount_end - own)
+    return {c: {(days[c][i], level): n for (i, level), n in counts[c].items()} for c in plans}
 
 
 def rollups_key(settings: GroupSettings) -> tuple[str, str, str]:
@@ -370,8 +480,12 @@ def ranged_value(data: GroupData, metric: str, days: Sequence[date]) -> tuple[fl
 
 
 def earliest_day_needed(targets: list[Target], day: date, settings: GroupSettings) -> date:
-    earliest = day - timedelta(days=max([7, *metric_days(targets, settings)]))
-    return earliest
+    """The first local day a report of `day` reads: its windows' and cohort targets'
+    cohorts, and its ranged targets' days."""
+    cohorts = [*settings.windows, *(metric_window(t.metric) for t in targets)]
+    firsts = [metrics.report_cohort_day(day, metrics.parse_window(w)) for w in cohorts if w]
+    ranges = metric_days(targets, settings)
+    return min([day, *firsts, *(day - timedelta(days=n) for n in ranges)])
 
 
 def metric_days(targets: list[Target], settings: GroupSettings) -> list[int]:
@@ -491,23 +605,36 @@ class Digest(NamedTuple):
 
 async def digest(repo: Repo, config: Config, chat_id: int, day: date, now: datetime) -> Digest:
     """The day's report, with what the digest adds to it (SPEC 6)."""
-    settings = await group_settings(repo, config, chat_id)
-    targets = await targets_in_force(repo, settings, chat_id)
-    first = earliest_day_needed(targets, day, settings) - timedelta(days=1)
-    only = days_suffice(settings, targets, [day - timedelta(days=1), day], first)
-    # from today on: the people whose events since the last kept day give the head-count
-    # now (the daily drift check)
-    data = await load_group(
-        repo,
-        config,
-        chat_id,
-        first,
-        day,
-        now=now,
-        days_only=only,
-        people_from=metrics.local_day(now, settings.tz),
-        settings=settings,
-    )
+    return (await digests(repo, config, [chat_id], now, day))[chat_id]
+
+
+def digest_day(settings: GroupSettings, now: datetime) -> date:
+    """The local day that just ended (SPEC 6)."""
+    return metrics.local_day(now, settings.tz) - timedelta(days=1)
+
+
+async def digests(
+    repo: Repo, config: Config, chat_ids: Sequence[int], now: datetime, day: date | None = None
+) -> dict[int, Digest]:
+    """`digest` of several groups (those due at one time), read at once: of `day`, or of
+    the local day that just ended in each group."""
+    settings = await settings_of(repo, config, chat_ids)
+    targets = await targets_of(repo, settings)
+    asks, days = [], {}
+    for c in chat_ids:
+        s = settings[c]
+        d = days[c] = day if day is not None else digest_day(s, now)
+        first = earliest_day_needed(targets[c], d, s) - timedelta(days=1)
+        only = days_suffice(s, targets[c], [d - timedelta(days=1), d], first)
+        # from today on: the people whose events since the last kept day give the
+        # head-count now (the daily drift check)
+        today = metrics.local_day(now, s.tz)
+        asks.append(Ask(c, first, d, s, days_only=only, people_from=today))
+    data = await load_groups(repo, asks, now)
+    return {c: _digest(data[c], targets[c], days[c], now) for c in chat_ids}
+
+
+def _digest(data: GroupData, targets: list[Target], day: date, now: datetime) -> Digest:
     changes = []
     for target in targets:
         today, _ = target_value(data, target, day, now)

@@ -4,7 +4,7 @@ users' names, and the bot's own small state (the update offset)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -63,27 +63,33 @@ async def ensure_chat(conn: AsyncConnection, chat_id: int, title: str | None, ty
 
 
 async def chat(conn: AsyncConnection, chat_id: int) -> ChatInfo | None:
-    row = (await conn.execute(select(Chat).where(Chat.chat_id == chat_id))).first()
-    if row is None:
-        return None
-    m = row._mapping
-    start = m["tracking_start_ts"]
-    return ChatInfo(
-        chat_id=m["chat_id"],
-        title=m["title"],
-        type=m["type"],
-        linked_chat_id=m["linked_chat_id"],
-        tracking_start_utc=from_ts(start) if start is not None else None,
-        baseline_count=m["baseline_count"],
-        bot_status=m["bot_status"],
-        bot_is_admin=m["bot_is_admin"],
-        migrated_to_chat_id=m["migrated_to_chat_id"],
-        timezone=m["timezone"],
-        language=m["language"],
-        digest_time=m["digest_time"],
-        digest_to=m["digest_to"],
-        data_version=m["data_version"] or 0,
-    )
+    return (await chats(conn, [chat_id])).get(chat_id)
+
+
+async def chats(conn: AsyncConnection, chat_ids: Sequence[int]) -> dict[int, ChatInfo]:
+    """The groups' rows (a group with no row is left out)."""
+    out = {}
+    for part in chunks(sorted(set(chat_ids))):
+        for row in await conn.execute(select(Chat).where(Chat.chat_id.in_(part))):
+            m = row._mapping
+            start = m["tracking_start_ts"]
+            out[m["chat_id"]] = ChatInfo(
+                chat_id=m["chat_id"],
+                title=m["title"],
+                type=m["type"],
+                linked_chat_id=m["linked_chat_id"],
+                tracking_start_utc=from_ts(start) if start is not None else None,
+                baseline_count=m["baseline_count"],
+                bot_status=m["bot_status"],
+                bot_is_admin=m["bot_is_admin"],
+                migrated_to_chat_id=m["migrated_to_chat_id"],
+                timezone=m["timezone"],
+                language=m["language"],
+                digest_time=m["digest_time"],
+                digest_to=m["digest_to"],
+                data_version=m["data_version"] or 0,
+            )
+    return out
 
 
 async def chat_ids(conn: AsyncConnection, *, active_only: bool = True) -> list[int]:
@@ -258,15 +264,19 @@ async def resolve_chat_id(conn: AsyncConnection, chat_id: int) -> int:
 
 
 async def chat_targets(
-    conn: AsyncConnection, chat_id: int
-) -> dict[str, tuple[float | None, str | None]]:
-    """metric -> (value or None when switched off, range) as set with /settarget."""
-    rows = await conn.execute(
-        select(ChatTarget.metric, ChatTarget.value, ChatTarget.range).where(
-            ChatTarget.chat_id == chat_id
+    conn: AsyncConnection, chat_ids: Sequence[int]
+) -> dict[int, dict[str, tuple[float | None, str | None]]]:
+    """Per group, metric -> (value or None when switched off, range) as set with /settarget."""
+    out: dict[int, dict[str, tuple[float | None, str | None]]] = {c: {} for c in chat_ids}
+    for part in chunks(sorted(set(chat_ids))):
+        rows = await conn.execute(
+            select(ChatTarget.chat_id, ChatTarget.metric, ChatTarget.value, ChatTarget.range)
+            .where(ChatTarget.chat_id.in_(part))
+            .order_by(ChatTarget.chat_id, ChatTarget.metric)
         )
-    )
-    return {m: (v, r) for m, v, r in rows}
+        for c, m, v, r in rows:
+            out[c][m] = (v, r)
+    return out
 
 
 async def set_chat_target(

@@ -1,44 +1,25 @@
-"""Membership and head-count: joins and leaves (deduplicated across sources, SPEC 2),
-getChatMemberCount readings, and the history of a group's people the metrics read."""
+"""Membership and head-count: joins and leaves (deduplicated across sources, SPEC 2) and
+getChatMemberCount readings. What the metrics read of them: storage.people."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, literal, select, text, tuple_, union, union_all, update
+from sqlalchemy import select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.events import HostChange, MemberKind, MembershipEvent, Role
+from bot.events import MemberKind, MembershipEvent, Role
 from storage.chats import bump
 from storage.models import (
-    Chat,
-    HostEventRow,
-    ManualHost,
     MemberCount,
     MembershipEventRow,
-    MessageRow,
-    User,
 )
 from storage.rollups import EVERYTHING, Marks, mark_dirty
-from storage.sql import among, chunks, from_ts, insert, insert_many, to_ts
+from storage.sql import chunks, insert, insert_many, to_ts
 
 DEDUP_WINDOW_S = 60  # SPEC 2: the same join/leave seen from two sources within 60 s
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryRows:
-    """Everything the metrics need about one group's people, as our own types."""
-
-    tracking_start_utc: datetime | None
-    baseline_count: int
-    membership: list[MembershipEvent]
-    host_changes: list[HostChange]
-    bots: frozenset[int]
-    manual_hosts: frozenset[int]
-    first_post_utc: dict[int, datetime]
 
 
 async def write_membership(
@@ -195,98 +176,6 @@ async def joined_since_tracking(conn: AsyncConnection, chat_id: int, user_id: in
         )
     ).scalar()
     return first == str(MemberKind.JOIN)
-
-
-async def history(conn: AsyncConnection, chat_id: int, since_ts: int | None = None) -> HistoryRows:
-    """The group's people; with `since_ts`, only the people with a join, leave or admin
-    change from then on (every event of theirs), for the days from then (rollups)."""
-    chat = (await conn.execute(select(Chat).where(Chat.chat_id == chat_id))).first()
-    mem = select(
-        MembershipEventRow.user_id,
-        MembershipEventRow.kind,
-        MembershipEventRow.ts,
-        MembershipEventRow.seq,
-        MembershipEventRow.source,
-        MembershipEventRow.invite_link,
-        MembershipEventRow.join_source,
-        MembershipEventRow.inviter_id,
-    ).where(MembershipEventRow.chat_id == chat_id)
-    hosts = select(
-        HostEventRow.user_id,
-        HostEventRow.ts,
-        HostEventRow.is_host,
-        HostEventRow.seq,
-        HostEventRow.source,
-    ).where(HostEventRow.chat_id == chat_id)
-    # whose events are read: the group's people, or only those with events since `since_ts`
-    who: Any = select(MembershipEventRow.user_id).where(MembershipEventRow.chat_id == chat_id)
-    if since_ts is not None:
-        # the few recent people first, then their events by (chat, user, ts)
-        who = union(
-            select(MembershipEventRow.user_id).where(
-                MembershipEventRow.chat_id == chat_id, MembershipEventRow.ts >= since_ts
-            ),
-            select(HostEventRow.user_id).where(
-                HostEventRow.chat_id == chat_id, HostEventRow.ts >= since_ts
-            ),
-        ).subquery()
-        mem = among(conn, mem, MembershipEventRow.user_id, who)
-    else:
-        who = who.group_by(MembershipEventRow.user_id).subquery()
-    rows = await conn.execute(
-        mem.order_by(MembershipEventRow.ts, MembershipEventRow.seq, MembershipEventRow.id)
-    )
-    membership = [
-        MembershipEvent(chat_id, u, MemberKind(k), from_ts(ts), seq, src, link, js, inv)
-        for u, k, ts, seq, src, link, js, inv in rows
-    ]
-    host_rows = await conn.execute(
-        hosts.order_by(HostEventRow.ts, HostEventRow.seq, HostEventRow.id)
-    )
-    host_changes = [
-        HostChange(chat_id, u, from_ts(ts), h, seq, src) for u, ts, h, seq, src in host_rows
-    ]
-    if since_ts is not None:  # a group's few admin changes: read all, keep the people's
-        since = from_ts(since_ts)
-        recent = {e.user_id for e in membership} | {
-            c.user_id for c in host_changes if c.ts_utc >= since
-        }
-        host_changes = [c for c in host_changes if c.user_id in recent]
-    first_member_post = (
-        select(func.min(MessageRow.ts))
-        .where(
-            MessageRow.chat_id == chat_id,
-            MessageRow.sender_id == who.c.user_id,
-            MessageRow.role == Role.MEMBER,
-        )
-        .scalar_subquery()
-    )
-    firsts = await conn.execute(select(who.c.user_id, first_member_post))
-    first_post = {u: from_ts(ts) for u, ts in firsts if ts is not None}
-    people = {e.user_id for e in membership} | {h.user_id for h in host_changes}
-    people |= {e.inviter_id for e in membership if e.inviter_id is not None}
-    marked = await conn.execute(
-        union_all(
-            select(User.user_id, literal(True)).where(User.is_bot),
-            select(ManualHost.user_id, literal(False)).where(ManualHost.chat_id == chat_id),
-        )
-    )
-    bot_ids, manual_ids = set(), set()
-    for user_id, is_bot in marked:  # the bots among the people, the hosts set in chat
-        if is_bot and user_id in people:
-            bot_ids.add(user_id)
-        elif not is_bot:
-            manual_ids.add(user_id)
-    start = chat.tracking_start_ts if chat is not None else None
-    return HistoryRows(
-        tracking_start_utc=from_ts(start) if start is not None else None,
-        baseline_count=chat.baseline_count if chat is not None else 0,
-        membership=membership,
-        host_changes=host_changes,
-        bots=frozenset(bot_ids),
-        manual_hosts=frozenset(manual_ids),
-        first_post_utc=first_post,
-    )
 
 
 async def event_times(

@@ -199,30 +199,37 @@ async def activity_marks(
 
 
 async def active_user_counts(
-    conn: AsyncConnection, chat_id: int, day_bounds: Sequence[tuple[datetime, datetime]]
-) -> dict[tuple[int, str], int]:
-    """{(day index, level): distinct active users} for consecutive local days.
+    conn: AsyncConnection, day_bounds: dict[int, Sequence[tuple[datetime, datetime]]]
+) -> dict[int, dict[tuple[int, str], int]]:
+    """Per group, {(day index, level): distinct active users} for its local days.
 
-    One round trip, one row per day whatever the range (a column per day would hit
-    SQLite's 2,000 and PostgreSQL's 1,664 columns); each count is an index range scan
-    on (chat, level, ts, user). The day bounds are integers written into the statement,
-    not parameters, so no range meets a bind-parameter limit; the statement is plain text,
-    so it is not compiled again for each range (a construct with literal values is)."""
-    if not day_bounds:
-        return {}
+    One round trip for all the groups, one row per group and day whatever the range (a
+    column per day would hit SQLite's 2,000 and PostgreSQL's 1,664 columns); each count is
+    an index range scan on (chat, level, ts, user). The groups and day bounds are integers
+    written into the statement, not parameters, so no range meets a bind-parameter limit;
+    the statement is plain text, so it is not compiled again for each range (a construct
+    with literal values is)."""
+    out: dict[int, dict[tuple[int, str], int]] = {c: {} for c in day_bounds}
     rows = ", ".join(
-        f"({i}, {int(to_ts(lo))}, {int(to_ts(hi))})" for i, (lo, hi) in enumerate(day_bounds)
+        f"({int(c)}, {i}, {int(to_ts(lo))}, {int(to_ts(hi))})"
+        for c, bounds in day_bounds.items()
+        for i, (lo, hi) in enumerate(bounds)
     )
+    if not rows:
+        return out
     levels = [str(level) for level in Level]
     counts = ", ".join(
-        "(SELECT count(DISTINCT a.user_id) FROM activity a WHERE a.chat_id = :chat"
+        "(SELECT count(DISTINCT a.user_id) FROM activity a WHERE a.chat_id = days.c"
         f" AND a.level = :level{n} AND a.ts >= days.lo AND a.ts < days.hi)"
         for n in range(len(levels))
     )
-    stmt = text(f"WITH days (i, lo, hi) AS (VALUES {rows}) SELECT days.i, {counts} FROM days")
-    params = {"chat": chat_id, **{f"level{n}": level for n, level in enumerate(levels)}}
-    result = (await conn.execute(stmt, params)).all()
-    return {(i, level): n for i, *ns in result for level, n in zip(levels, ns, strict=True) if n}
+    stmt = text(
+        f"WITH days (c, i, lo, hi) AS (VALUES {rows}) SELECT days.c, days.i, {counts} FROM days"
+    )
+    params = {f"level{n}": level for n, level in enumerate(levels)}
+    for c, i, *ns in (await conn.execute(stmt, params)).all():
+        out[c].update({(i, level): n for level, n in zip(levels, ns, strict=True) if n})
+    return out
 
 
 async def newcomer_activity(

@@ -2,13 +2,15 @@
 caches, and one method per query, each run by the module that owns its tables:
 
 - storage.chats: groups, settings, targets, tracking, migration, user names, bot state
-- storage.membership: joins and leaves, member counts, a group's history for the metrics
+- storage.membership: joins and leaves, member counts
+- storage.people: a group's people as the metrics read them (of many groups at once)
 - storage.hosts: admin status changes and manual hosts
 - storage.posts: posts and the activity they cause
 - storage.claims: exactly-once sending of digests and alerts
 - storage.privacy: /forgetme, /purge, retention
 - storage.failed: the dead-letter table
-- storage.analytics: the facade's part for growth insights and daily rollups
+- storage.analytics: the facade's part for the metrics' reads, growth insights and daily
+  rollups
 - storage.sql: helpers they share (storage.bulk is the importer's batched writer)
 
 No SQL outside storage/. Every write is idempotent (unique keys + ON CONFLICT DO NOTHING
@@ -38,7 +40,6 @@ from bot.events import (
 from storage import chats, claims, db, failed, hosts, membership, posts, privacy, rollups, sql
 from storage.analytics import AnalyticsReads
 from storage.chats import ChatInfo, UserTuple
-from storage.membership import HistoryRows
 
 KNOWN_USERS_MAX = 100_000  # per-process cache of user rows already written (memory bound)
 KNOWN_USERS_TTL_S = 300  # rewritten at least this often: another process may have removed it
@@ -156,6 +157,10 @@ class Repo(AnalyticsReads):
         async with self._connect() as conn:
             return await chats.chat(conn, chat_id)
 
+    async def chats(self, chat_ids: Sequence[int]) -> dict[int, ChatInfo]:
+        async with self._connect() as conn:
+            return await chats.chats(conn, chat_ids)
+
     async def chat_ids(self, *, active_only: bool = True) -> list[int]:
         async with self._connect() as conn:
             return await chats.chat_ids(conn, active_only=active_only)
@@ -269,14 +274,6 @@ class Repo(AnalyticsReads):
         async with self._connect() as conn:
             return await posts.activity_marks(conn, chat_id, start_utc, end_utc)
 
-    async def active_user_counts(
-        self, chat_id: int, day_bounds: Sequence[tuple[datetime, datetime]]
-    ) -> dict[tuple[int, str], int]:
-        if not day_bounds:
-            return {}
-        async with self._connect() as conn:
-            return await posts.active_user_counts(conn, chat_id, day_bounds)
-
     # ---- migration -------------------------------------------------------------------
 
     async def migrate_chat(self, old_id: int, new_id: int) -> bool:
@@ -291,7 +288,13 @@ class Repo(AnalyticsReads):
 
     async def chat_targets(self, chat_id: int) -> dict[str, tuple[float | None, str | None]]:
         async with self._connect() as conn:
-            return await chats.chat_targets(conn, chat_id)
+            return (await chats.chat_targets(conn, [chat_id]))[chat_id]
+
+    async def chat_targets_of(
+        self, chat_ids: Sequence[int]
+    ) -> dict[int, dict[str, tuple[float | None, str | None]]]:
+        async with self._connect() as conn:
+            return await chats.chat_targets(conn, chat_ids)
 
     async def set_chat_target(
         self,
@@ -304,13 +307,6 @@ class Repo(AnalyticsReads):
     ) -> None:
         async with self._begin() as conn:
             await chats.set_chat_target(conn, chat_id, metric, value, rng, by, ts_utc)
-
-    # ---- reading history -------------------------------------------------------------
-
-    async def history(self, chat_id: int, since: datetime | None = None) -> HistoryRows:
-        async with self._connect() as conn:
-            since_ts = None if since is None else sql.to_ts(since)
-            return await membership.history(conn, chat_id, since_ts)
 
     async def chat_periods(
         self,

@@ -15,17 +15,17 @@ used.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, case, delete, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.metrics import DEFAULT_WINDOWS, DayNumbers, RetentionCell
 from storage.models import Chat, DailyRollup
-from storage.sql import from_ts, insert_many, to_ts
+from storage.sql import chunks, from_ts, insert_many, to_ts
 
 EVERYTHING = 0  # a dirty mark at the epoch: every day of the group
 
@@ -74,31 +74,39 @@ async def mark_dirty(conn: AsyncConnection, chat_ids: Iterable[int] | None, ts: 
     await conn.execute(stmt)
 
 
-async def take_dirty(conn: AsyncConnection, chat_id: int) -> bool:
-    """Delete the rows the group's dirty mark can change (horizon after it) and clear the
-    mark; False when there is no such group. Locks the group's row first: until the
-    reader's transaction ends, no write to the group can commit (each marks that row), so
-    what it reads and keeps is one state."""
-    locked = await conn.execute(
-        update(Chat)
-        .where(Chat.chat_id == chat_id)
-        .values(rollups_dirty_ts=Chat.rollups_dirty_ts)
-        .returning(Chat.rollups_dirty_ts)
-    )
-    row = locked.first()
-    if row is None:
-        return False
-    mark = row[0]
-    if mark is not None:
-        await conn.execute(
-            delete(DailyRollup).where(
-                DailyRollup.chat_id == chat_id, DailyRollup.horizon_ts > mark
+async def take_dirty(conn: AsyncConnection, chat_ids: Sequence[int]) -> set[int]:
+    """Delete the rows the groups' dirty marks can change (horizon after them) and clear
+    the marks; returns the groups that exist. Locks the groups' rows first (in id order,
+    as every writer's mark does): until the reader's transaction ends, no write to them can
+    commit (each marks its group's row), so what it reads and keeps is one state."""
+    ids = sorted(set(chat_ids))
+    marks: dict[int, int | None] = {}
+    for part in chunks(ids):
+        if conn.dialect.name == "postgresql":
+            locked = await conn.execute(
+                select(Chat.chat_id, Chat.rollups_dirty_ts)
+                .where(Chat.chat_id.in_(part))
+                .order_by(Chat.chat_id)
+                .with_for_update()
             )
-        )
+        else:  # SQLite: the first write takes the database's write lock
+            locked = await conn.execute(
+                update(Chat)
+                .where(Chat.chat_id.in_(part))
+                .values(rollups_dirty_ts=Chat.rollups_dirty_ts)
+                .returning(Chat.chat_id, Chat.rollups_dirty_ts)
+            )
+        marks.update({c: mark for c, mark in locked})
+    dirty = {c: mark for c, mark in marks.items() if mark is not None}
+    for c, mark in dirty.items():
         await conn.execute(
-            update(Chat).where(Chat.chat_id == chat_id).values(rollups_dirty_ts=None)
+            delete(DailyRollup).where(DailyRollup.chat_id == c, DailyRollup.horizon_ts > mark)
         )
-    return True
+    for part in chunks(sorted(dirty)):
+        await conn.execute(
+            update(Chat).where(Chat.chat_id.in_(part)).values(rollups_dirty_ts=None)
+        )
+    return set(marks)
 
 
 async def final_days(conn: AsyncConnection) -> int:
@@ -122,57 +130,75 @@ class KeptDay(NamedTuple):
     final: bool  # the day's last checkpoint is past: no cell pending
 
 
-async def load(
-    conn: AsyncConnection,
-    chat_id: int,
-    first: date,
-    last: date,
-    key: Key,
-) -> dict[date, KeptDay]:
-    """The rows of [first, last] computed with these settings."""
-    rows = await conn.execute(
-        select(DailyRollup).where(
-            and_(
-                DailyRollup.chat_id == chat_id,
-                DailyRollup.day >= first.isoformat(),
-                DailyRollup.day <= last.isoformat(),
-                DailyRollup.timezone == key[0],
-                DailyRollup.windows == key[1],
-                DailyRollup.hosts == key[2],
+class Span(NamedTuple):
+    first: date
+    last: date
+    key: Key
+
+
+async def load(conn: AsyncConnection, spans: dict[int, Span]) -> dict[int, dict[date, KeptDay]]:
+    """Each group's rows of [first, last] computed with its settings (`key`)."""
+    out: dict[int, dict[date, KeptDay]] = {c: {} for c in spans}
+    if not spans:
+        return out
+    first = min(s.first for s in spans.values()).isoformat()
+    last = max(s.last for s in spans.values()).isoformat()
+    for part in chunks(sorted(spans)):
+        rows = await conn.execute(
+            select(*_COLUMNS).where(
+                DailyRollup.chat_id.in_(part),
+                DailyRollup.day >= first,
+                DailyRollup.day <= last,
             )
         )
-    )
-    out: dict[date, KeptDay] = {}
-    for r in rows:
-        day = date.fromisoformat(r.day)
-        cells = {w: RetentionCell(*c) for w, c in json.loads(r.cells).items()}
-        numbers = DayNumbers(
-            day,
-            r.joins,
-            r.leaves,
-            r.headcount_end,
-            r.audience,
-            r.response_users,
-            r.interaction_users,
-            cells,
-        )
-        top = json.loads(r.top_source) if r.top_source is not None else None
-        out[day] = KeptDay(numbers, top, from_ts(r.horizon_ts), r.final)
+        for r in rows:
+            span = spans[r.chat_id]
+            day = date.fromisoformat(r.day)
+            if not span.first <= day <= span.last or (r.timezone, r.windows, r.hosts) != span.key:
+                continue
+            cells = {w: RetentionCell(*c) for w, c in json.loads(r.cells).items()}
+            numbers = DayNumbers(
+                day,
+                r.joins,
+                r.leaves,
+                r.headcount_end,
+                r.audience,
+                r.response_users,
+                r.interaction_users,
+                cells,
+            )
+            top = json.loads(r.top_source) if r.top_source is not None else None
+            out[r.chat_id][day] = KeptDay(numbers, top, from_ts(r.horizon_ts), r.final)
     return out
 
 
+_COLUMNS = (
+    DailyRollup.chat_id,
+    DailyRollup.day,
+    DailyRollup.timezone,
+    DailyRollup.windows,
+    DailyRollup.hosts,
+    DailyRollup.joins,
+    DailyRollup.leaves,
+    DailyRollup.headcount_end,
+    DailyRollup.audience,
+    DailyRollup.response_users,
+    DailyRollup.interaction_users,
+    DailyRollup.cells,
+    DailyRollup.top_source,
+    DailyRollup.horizon_ts,
+    DailyRollup.final,
+)
+
+
 async def store(
-    conn: AsyncConnection,
-    chat_id: int,
-    days: Iterable[KeptDay],
-    key: Key,
-    now: datetime,
+    conn: AsyncConnection, days: Iterable[tuple[int, Key, KeptDay]], now: datetime
 ) -> None:
-    """Keep days as computed, for a group whose row `take_dirty` found and locked in this
+    """Keep days as computed, of groups whose rows `take_dirty` found and locked in this
     transaction; replaces rows of other settings. Each cell is final or wholly pending (the
     day's hour-window checkpoints are past)."""
     rows = []
-    for n, top, horizon, final in days:
+    for chat_id, key, (n, top, horizon, final) in days:
         assert all(c.pending == 0 or c.matured == c.retained == 0 for c in n.cells.values()), (
             "a kept cell is final or wholly pending"
         )

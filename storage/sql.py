@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import BigInteger, Table, any_, bindparam, cast, func, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
@@ -67,17 +66,6 @@ async def insert_many(
         compiled = cache[key] = (str(done), list(done.positiontup or ()))
     sql, names = compiled
     await conn.exec_driver_sql(sql, [tuple(row[n] for n in names) for row in rows])
-
-
-def among(conn: AsyncConnection, stmt: Any, person: Any, people: Any) -> Any:
-    """`stmt` limited to the rows whose `person` is in the one-column subquery `people`, in
-    the form each database searches the (group, person, ...) index with, per person:
-    PostgreSQL hashes the whole table for IN and JOIN, so = ANY of the people as an array
-    (read once); SQLite reads the table in ORDER BY order for IN, so a JOIN."""
-    if conn.dialect.name == "postgresql":
-        ids = select(func.array_agg(people.c[0])).scalar_subquery()
-        return stmt.where(person == any_(cast(ids, ARRAY(BigInteger))))
-    return stmt.join(people, people.c[0] == person)
 
 
 def chunks(ids: Sequence[Any], size: int = 400) -> Iterable[Sequence[Any]]:

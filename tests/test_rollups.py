@@ -167,6 +167,49 @@ async def test_a_report_consumes_the_mark_and_keeps_final_days(repo: Repo) -> No
     assert rows["2026-03-29"].horizon_ts == int(local(BERLIN, 2026, 3, 31, 0, 0).timestamp())
 
 
+async def test_a_kept_rows_pending_cell_is_computed_once_its_checkpoint_passes(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 21st is kept at noon on the 22nd with its day1 cell wholly pending. A leave on
+    the 22nd after the row's horizon keeps the row; the next morning the cell is computed
+    from the cohort's events (one of two stayed), the rest of the row served as kept."""
+    await repo.ensure_chat(CHAT, "g", "supergroup")
+    await repo.start_tracking(CHAT, START, 10)
+    for user, hour in ((201, 10), (202, 11)):
+        join = local(BERLIN, 2026, 3, 21, hour, 0)
+        await repo.record_membership(MembershipEvent(CHAT, user, MemberKind.JOIN, join))
+    day = date(2026, 3, 21)
+    first = await report_all(repo, local(BERLIN, 2026, 3, 22, 12, 0))
+    assert first.days[day].cells["day1"] == metrics.RetentionCell(0, 0, 2)
+    leave = local(BERLIN, 2026, 3, 22, 15, 0)
+    await repo.record_membership(MembershipEvent(CHAT, 201, MemberKind.LEAVE, leave))
+    computed: list[date] = []
+    finished: list[date] = []
+    day_numbers, finish = metrics.day_numbers, metrics.finish
+
+    def spy_day_numbers(h: Any, d: date, *args: Any) -> metrics.DayNumbers:
+        computed.append(d)
+        return day_numbers(h, d, *args)
+
+    def spy_finish(h: Any, kept: metrics.DayNumbers, now: datetime) -> metrics.DayNumbers:
+        finished.append(kept.day)
+        return finish(h, kept, now)
+
+    monkeypatch.setattr(metrics, "day_numbers", spy_day_numbers)
+    monkeypatch.setattr(metrics, "finish", spy_finish)
+    now = local(BERLIN, 2026, 3, 23, 9, 0)
+    data = await report_all(repo, now)
+    assert finished == [day]
+    assert day not in computed
+    assert data.days[day].cells["day1"] == metrics.RetentionCell(1, 2, 0)
+    history = service.group_history(await repo.history(CHAT), CONFIG.for_chat(CHAT))
+    windows = metrics.rollup_windows(CONFIG.for_chat(CHAT).windows)
+    assert data.days[day] == day_numbers(history, day, windows, now, data.active_counts)
+    rows = {r.day: r for r in await kept(repo)}
+    assert rows["2026-03-21"].final
+    assert json.loads(rows["2026-03-21"].cells)["day1"] == [1, 2, 0]
+
+
 async def test_a_late_join_of_someone_known_marks_its_own_time(repo: Repo) -> None:
     await tracked_group(repo)
     await report_all(repo, datetime(2026, 3, 30, 12, tzinfo=UTC))
