@@ -6,6 +6,7 @@ restarts and several processes on one PostgreSQL database never send anything tw
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -22,6 +23,7 @@ from bot.chat_text import fit
 from bot.config import Config, GroupSettings
 from bot.i18n import t
 from bot.tracking import not_members
+from storage.chats import ChatInfo
 from storage.repo import Repo
 
 log = logging.getLogger(__name__)
@@ -96,35 +98,111 @@ def unschedule_chat(application: Application[Any, Any, Any, Any, Any, Any], chat
 
 
 async def digest_job(context: Any) -> None:
-    await send_digest(context.application, context.job.chat_id, utcnow())
+    rounds: DigestRound = context.application.bot_data.setdefault(
+        "digest_round", DigestRound(context.application)
+    )
+    await rounds.join(context.job.chat_id)
 
 
 async def alert_job(context: Any) -> None:
     await send_alerts(context.application, context.job.chat_id, utcnow())
 
 
-def digest_day(settings: GroupSettings, now: datetime) -> date:
-    """The local day that just ended (SPEC 6)."""
-    return metrics.local_day(now, settings.tz) - timedelta(days=1)
+GATHER_S = 0.2  # digest jobs fired this soon after a round's first join it
+
+
+class DigestRound:
+    """The digest jobs APScheduler fires together (every group with the same digest time)
+    join one round: the first waits `GATHER_S` for the others, then `send_digests` reads
+    them all with one statement per table instead of a dozen per group."""
+
+    def __init__(self, application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        self.application = application
+        self.waiting: dict[int, asyncio.Future[bool]] | None = None  # joined, but the first
+
+    async def join(self, chat_id: int) -> bool:
+        """Whether this group's digest was sent by the round it joined."""
+        if self.waiting is not None:  # a round is gathering
+            joined = self.waiting.get(chat_id)
+            if joined is None:
+                joined = self.waiting[chat_id] = asyncio.get_running_loop().create_future()
+            return await joined
+        others: dict[int, asyncio.Future[bool]] = {}
+        self.waiting = others
+        try:
+            await asyncio.sleep(GATHER_S)
+            self.waiting = None
+            sent = await send_digests(self.application, [chat_id, *others], utcnow())
+        except BaseException as exc:
+            self.waiting = None
+            for joined in others.values():
+                if isinstance(exc, asyncio.CancelledError):
+                    joined.cancel()
+                else:
+                    joined.set_exception(exc)
+            raise
+        for other, joined in others.items():
+            joined.set_result(sent[other])
+        return sent[chat_id]
 
 
 async def send_digest(
     application: Application[Any, Any, Any, Any, Any, Any], chat_id: int, now: datetime
 ) -> bool:
     """Send the digest of the day that just ended, at most once; True if this call sent it."""
+    return (await send_digests(application, [chat_id], now))[chat_id]
+
+
+async def send_digests(
+    application: Application[Any, Any, Any, Any, Any, Any], chat_ids: list[int], now: datetime
+) -> dict[int, bool]:
+    """`send_digest` of several groups: each claimed, then read a part at a time
+    (service.digest_parts); a part's messages go out while the next part is read."""
     repo, config = _services(application)
-    settings = await service.group_settings(repo, config, chat_id)
-    day = digest_day(settings, now)
-    info = await repo.chat(chat_id)
-    if info is None or info.tracking_start_utc is None:
-        return False
-    if day < metrics.local_day(info.tracking_start_utc, settings.tz):
-        return False  # nothing was tracked that day
-    if not await repo.claim(chat_id, "digest", "", day.isoformat(), OWNER, now):
-        return False
-    sent = False
+    settings = await service.settings_of(repo, config, chat_ids)
+    infos = await repo.chats(chat_ids)
+    due: dict[int, date] = {}
+    for chat_id in chat_ids:
+        info, day = infos.get(chat_id), service.digest_day(settings[chat_id], now)
+        if info is None or info.tracking_start_utc is None:
+            continue
+        if day < metrics.local_day(info.tracking_start_utc, settings[chat_id].tz):
+            continue  # nothing was tracked that day
+        if await repo.claim(chat_id, "digest", "", day.isoformat(), OWNER, now):
+            due[chat_id] = day
+    sent = dict.fromkeys(chat_ids, False)
+    sending: list[asyncio.Task[None]] = []
+    unread = set(due)
     try:
-        result = await service.digest(repo, config, chat_id, day, now)
+        async for part in service.digest_parts(repo, config, list(due), now):
+            for chat_id, result in part.items():
+                unread.discard(chat_id)
+                one = _send_one(application, infos[chat_id], due[chat_id], result, now, sent)
+                sending.append(asyncio.create_task(one))
+    finally:
+        for chat_id in unread:  # not read: released for a later try
+            await repo.finish_claim(
+                chat_id, "digest", "", due[chat_id].isoformat(), utcnow(), sent=False
+            )
+        failed = [
+            r for r in await asyncio.gather(*sending, return_exceptions=True) if r is not None
+        ]
+    if failed:
+        raise failed[0]
+    return sent
+
+
+async def _send_one(
+    application: Application[Any, Any, Any, Any, Any, Any],
+    info: ChatInfo,
+    day: date,
+    result: service.Digest,
+    now: datetime,
+    sent: dict[int, bool],
+) -> None:
+    repo, config = _services(application)
+    chat_id, settings = info.chat_id, result.data.settings
+    try:
         title = info.title or str(chat_id)
         notes = await _quality_notes(application, repo, chat_id, result.data, now, settings)
         text = reports.digest_text(
@@ -142,10 +220,11 @@ async def send_digest(
                 repo, config, chat_id, "retention_day1", 14, now
             )
             chart = charts.trend_png("retention_day1", series, target, settings.language, title)
-        sent = await _deliver(application, repo, chat_id, settings, text, chart)
+        sent[chat_id] = await _deliver(application, repo, chat_id, settings, text, chart)
     finally:
-        await repo.finish_claim(chat_id, "digest", "", day.isoformat(), utcnow(), sent=sent)
-    return sent
+        await repo.finish_claim(
+            chat_id, "digest", "", day.isoformat(), utcnow(), sent=sent[chat_id]
+        )
 
 
 async def _quality_notes(

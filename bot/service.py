@@ -7,7 +7,7 @@ commands and the CLI all use it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple
@@ -613,25 +613,42 @@ def digest_day(settings: GroupSettings, now: datetime) -> date:
     return metrics.local_day(now, settings.tz) - timedelta(days=1)
 
 
+ROUND_PART = 100  # groups a digest round reads in one transaction
+
+
 async def digests(
     repo: Repo, config: Config, chat_ids: Sequence[int], now: datetime, day: date | None = None
 ) -> dict[int, Digest]:
     """`digest` of several groups (those due at one time), read at once: of `day`, or of
     the local day that just ended in each group."""
-    settings = await settings_of(repo, config, chat_ids)
-    targets = await targets_of(repo, settings)
-    asks, days = [], {}
-    for c in chat_ids:
-        s = settings[c]
-        d = days[c] = day if day is not None else digest_day(s, now)
-        first = earliest_day_needed(targets[c], d, s) - timedelta(days=1)
-        only = days_suffice(s, targets[c], [d - timedelta(days=1), d], first)
-        # from today on: the people whose events since the last kept day give the
-        # head-count now (the daily drift check)
-        today = metrics.local_day(now, s.tz)
-        asks.append(Ask(c, first, d, s, days_only=only, people_from=today))
-    data = await load_groups(repo, asks, now)
-    return {c: _digest(data[c], targets[c], days[c], now) for c in chat_ids}
+    out: dict[int, Digest] = {}
+    async for part in digest_parts(repo, config, chat_ids, now, day):
+        out.update(part)
+    return out
+
+
+async def digest_parts(
+    repo: Repo, config: Config, chat_ids: Sequence[int], now: datetime, day: date | None = None
+) -> AsyncIterator[dict[int, Digest]]:
+    """`digests`, `ROUND_PART` groups at a time (each part one transaction, so writes to
+    the others wait for no more than one part; the caller sends a part while the next is
+    read)."""
+    for i in range(0, len(chat_ids), ROUND_PART):
+        part = chat_ids[i : i + ROUND_PART]
+        settings = await settings_of(repo, config, part)
+        targets = await targets_of(repo, settings)
+        asks, days = [], {}
+        for c in part:
+            s = settings[c]
+            d = days[c] = day if day is not None else digest_day(s, now)
+            first = earliest_day_needed(targets[c], d, s) - timedelta(days=1)
+            only = days_suffice(s, targets[c], [d - timedelta(days=1), d], first)
+            # from today on: the people whose events since the last kept day give the
+            # head-count now (the daily drift check)
+            today = metrics.local_day(now, s.tz)
+            asks.append(Ask(c, first, d, s, days_only=only, people_from=today))
+        data = await load_groups(repo, asks, now)
+        yield {c: _digest(data[c], targets[c], days[c], now) for c in part}
 
 
 def _digest(data: GroupData, targets: list[Target], day: date, now: datetime) -> Digest:

@@ -200,3 +200,50 @@ async def test_digest_notes_a_head_count_drift_from_telegram(api: FakeBotAPI, db
     first, second = digests(api)
     assert "数据质量" not in first
     assert "数据质量：Telegram 显示 38 名成员，opsbot 统计为 16。" in second
+
+
+async def test_digest_jobs_firing_together_are_read_in_one_round(
+    api: FakeBotAPI, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two groups' 09:00 jobs fire at once: one round reads both, and each group gets its
+    own digest once."""
+    other_id = CHAT - 1
+    other = tg.group(other_id, "Club")
+    api.admins[other_id] = api.admins[CHAT]
+    api.member_counts[other_id] = 5
+    api.chats[other_id] = other
+    config = make_config(api, db_url, digest_time=time(23, 59))
+    async with bot_running(config) as app:
+        history(api)
+        api.push(
+            tg.chat_member(
+                other,
+                HOST,
+                local_ts(3, 8),
+                tg.member(BOT_USER, "left"),
+                tg.member(BOT_USER, "administrator"),
+                mine=True,
+            )
+        )
+        await settle(api)
+        rounds: list[list[int]] = []
+        send_digests = schedule.send_digests
+
+        async def spy(application: Any, chat_ids: list[int], now: datetime) -> dict[int, bool]:
+            rounds.append(sorted(chat_ids))
+            return await send_digests(application, chat_ids, now)
+
+        monkeypatch.setattr(schedule, "send_digests", spy)
+        jq = app.job_queue
+        assert jq is not None
+        jobs = [job for c in (CHAT, other_id) for job in jq.get_jobs_by_name(f"digest:{c}")]
+        assert len(jobs) == 2
+        await asyncio.gather(*(job.run(app) for job in jobs))
+        await asyncio.gather(*(job.run(app) for job in jobs))  # sent: not again
+    assert rounds == [sorted([CHAT, other_id])] * 2
+    sent = sorted(
+        (int(c.params["chat_id"]), c.params["text"].split(" ")[1])
+        for c in api.calls_of("sendMessage")
+        if c.params["text"].startswith("📊") and c.status == 200
+    )
+    assert sent == [(other_id, "Club"), (CHAT, "Camp")]
