@@ -108,7 +108,8 @@ async def alert_job(context: Any) -> None:
     await send_alerts(context.application, context.job.chat_id, utcnow())
 
 
-GATHER_S = 0.2  # digest jobs fired this soon after a round's first join it
+GATHER_S = 0.05  # digest jobs fired this soon after a round's first join it (APScheduler
+# starts the jobs due at one instant together)
 
 
 class DigestRound:
@@ -201,10 +202,10 @@ async def _send_one(
     sent: dict[int, bool],
 ) -> None:
     repo, config = _services(application)
-    chat_id, settings = info.chat_id, result.data.settings
+    chat_id, settings = info.chat_id, result.settings
     try:
         title = info.title or str(chat_id)
-        notes = await _quality_notes(application, repo, chat_id, result.data, now, settings)
+        notes = await _quality_notes(application, repo, chat_id, result, now)
         text = reports.digest_text(
             result.report,
             settings.language,
@@ -231,19 +232,19 @@ async def _quality_notes(
     application: Application[Any, Any, Any, Any, Any, Any],
     repo: Repo,
     chat_id: int,
-    data: service.GroupData,
+    result: service.Digest,
     now: datetime,
-    settings: GroupSettings,
 ) -> list[str]:
     """Re-read Telegram's member count and admin list (daily, with the digest) and say if
-    our head-count drifted."""
+    our head-count (at `now`, when the digest was read) drifted."""
+    settings = result.settings
     try:
         count = await application.bot.get_chat_member_count(chat_id)
     except TelegramError:
         return []
     await repo.record_member_count(chat_id, now, count)
     known = await not_members(application.bot, repo, chat_id, settings.hosts, now)
-    drift = service.headcount_drift(data, now, count, len(known))
+    drift = service.drift(result.headcount_now, count, len(known))
     if drift is None:
         return []
     return [t(settings.language, "note_drift", telegram=drift[0], ours=drift[1])]

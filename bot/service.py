@@ -599,7 +599,8 @@ class Digest(NamedTuple):
     report: dict[str, object]  # SPEC 8's JSON structure
     net: int | None  # head-count change against the day before
     changes: list[float | None]  # each target's value change against the day before
-    data: GroupData
+    settings: GroupSettings
+    headcount_now: int | None  # ours when it was read (the daily drift check)
     top_source: dict[str, object] | None = None  # the day's top source, its day-0 retention
 
 
@@ -661,7 +662,8 @@ def _digest(data: GroupData, targets: list[Target], day: date, now: datetime) ->
         report_from(data, targets, day, now),
         net_change(data, day, now),
         changes,
-        data,
+        data.settings,
+        metrics.headcount_at(data.history, now),
         top_source(data, day, now),
     )
 
@@ -814,7 +816,11 @@ def headcount_drift(
     data: GroupData, read_at: datetime, telegram_count: int, known_not_members: int
 ) -> tuple[int, int] | None:
     """(Telegram's members, ours) when our head-count drifted from getChatMemberCount."""
-    ours = metrics.headcount_at(data.history, read_at)
+    return drift(metrics.headcount_at(data.history, read_at), telegram_count, known_not_members)
+
+
+def drift(ours: int | None, telegram_count: int, known_not_members: int) -> tuple[int, int] | None:
+    """`headcount_drift` of our head-count at the time Telegram's count was read."""
     if ours is None:
         return None
     theirs = max(0, telegram_count - known_not_members)

@@ -70,7 +70,7 @@ async def chats(conn: AsyncConnection, chat_ids: Sequence[int]) -> dict[int, Cha
     """The groups' rows (a group with no row is left out)."""
     out = {}
     for part in chunks(sorted(set(chat_ids))):
-        for row in await conn.execute(select(Chat).where(Chat.chat_id.in_(part))):
+        for row in (await conn.execute(select(Chat).where(Chat.chat_id.in_(part)))).all():
             m = row._mapping
             start = m["tracking_start_ts"]
             out[m["chat_id"]] = ChatInfo(

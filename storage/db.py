@@ -29,7 +29,15 @@ def make_engine(url: str) -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+    # no JIT compilation: the bot's statements are short, and a plan whose estimate is high
+    # (a loop over many groups' rows) would spend far longer compiling than running
+    return create_async_engine(
+        url,
+        pool_size=5,
+        max_overflow=5,
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"jit": "off"}},
+    )
 
 
 def _alembic_config(connection: Connection) -> AlembicConfig:

@@ -169,54 +169,63 @@ async def recent_histories(conn: AsyncConnection, since: dict[int, int]) -> dict
         return out
     ids = sorted(since)
     values = ", ".join(f"({int(c)}, {int(ts)})" for c, ts in sorted(since.items()))
-    who = (
-        f"WITH since (chat_id, ts) AS (VALUES {values}), who (chat_id, user_id) AS ("
-        "SELECT m.chat_id, m.user_id FROM since JOIN membership_events m"
-        " ON m.chat_id = since.chat_id AND m.ts >= since.ts"
-        " UNION SELECT h.chat_id, h.user_id FROM since JOIN host_events h"
-        " ON h.chat_id = since.chat_id AND h.ts >= since.ts) "
-    )
-    # each recent person's events by the (group, person, time) index: PostgreSQL would
-    # hash the whole table for a join, SQLite build a temporary index of it
+    # the recent people by the (group, time, person) index, then each one's events by the
+    # (group, person, time) index: PostgreSQL would hash the whole table for a join (a
+    # LATERAL subquery it cannot pull up, OFFSET 0, makes it loop), SQLite build a
+    # temporary index of it (INDEXED BY)
     if conn.dialect.name == "postgresql":
+        who = (
+            f"WITH since (chat_id, ts) AS (VALUES {values}), who (chat_id, user_id) AS ("
+            "SELECT m.chat_id, m.user_id FROM since CROSS JOIN LATERAL (SELECT chat_id,"
+            " user_id FROM membership_events m WHERE m.chat_id = since.chat_id"
+            " AND m.ts >= since.ts OFFSET 0) m UNION SELECT h.chat_id, h.user_id FROM since"
+            " CROSS JOIN LATERAL (SELECT chat_id, user_id FROM host_events h"
+            " WHERE h.chat_id = since.chat_id AND h.ts >= since.ts OFFSET 0) h) "
+        )
         events_of = (
             "CROSS JOIN LATERAL (SELECT * FROM membership_events x"
-            " WHERE x.chat_id = who.chat_id AND x.user_id = who.user_id) e"
+            " WHERE x.chat_id = who.chat_id AND x.user_id = who.user_id OFFSET 0) e"
         )
     else:
+        who = (
+            f"WITH since (chat_id, ts) AS (VALUES {values}), who (chat_id, user_id) AS ("
+            "SELECT m.chat_id, m.user_id FROM since JOIN membership_events m"
+            " ON m.chat_id = since.chat_id AND m.ts >= since.ts"
+            " UNION SELECT h.chat_id, h.user_id FROM since JOIN host_events h"
+            " ON h.chat_id = since.chat_id AND h.ts >= since.ts) "
+        )
         events_of = (
             "CROSS JOIN membership_events e INDEXED BY ix_membership_events_chat_id_user_id_ts"
             " ON e.chat_id = who.chat_id AND e.user_id = who.user_id"
         )
-    # and in the same statement, each one's first post as a member (kind NULL)
-    rows = await conn.execute(
+    # with each event, the person's first post as a member (only a person with a join or
+    # leave can have been in before tracking, SPEC 2); fetched at once (a row at a time
+    # costs more than the statement) and sorted here (a database sort of every group's
+    # rows together costs more than a sort per group)
+    result = await conn.execute(
         text(
             who + "SELECT e.chat_id, e.user_id, e.kind, e.ts, e.seq, e.id, e.source,"
-            f" e.invite_link, e.join_source, e.inviter_id FROM who {events_of}"
-            " UNION ALL SELECT who.chat_id, who.user_id, NULL, (SELECT min(x.ts) FROM messages x"
-            " WHERE x.chat_id = who.chat_id AND x.sender_id = who.user_id"
-            " AND x.role = :member), 0, 0, NULL, NULL, NULL, NULL FROM who"
-            " ORDER BY 1, 4, 5, 6"
+            " e.invite_link, e.join_source, e.inviter_id, (SELECT min(x.ts) FROM messages x"
+            " WHERE x.chat_id = e.chat_id AND x.sender_id = e.user_id AND x.role = :member)"
+            f" FROM who {events_of}"
         ),
         {"member": str(Role.MEMBER)},
     )
+    rows = sorted(result.all(), key=lambda r: (r[0], r[3], r[4], r[5]))  # group, time, seq, id
     membership: dict[int, list[MembershipEvent]] = {c: [] for c in ids}
     first_post: dict[int, dict[int, datetime]] = {c: {} for c in ids}
     kinds = {str(k): k for k in MemberKind}
-    for c, u, k, ts, seq, _, src, link, js, inv in rows:
-        if k is not None:
-            membership[c].append(
-                MembershipEvent(c, u, kinds[k], from_ts(ts), seq, src, link, js, inv)
-            )
-        elif ts is not None:
-            first_post[c][u] = from_ts(ts)
+    for c, u, k, ts, seq, _, src, link, js, inv, posted in rows:
+        membership[c].append(MembershipEvent(c, u, kinds[k], from_ts(ts), seq, src, link, js, inv))
+        if posted is not None:
+            first_post[c][u] = from_ts(posted)
     host_changes: dict[int, list[HostChange]] = {c: [] for c in ids}
     host_rows = await conn.execute(
         select(*_HOST_COLUMNS)
         .where(HostEventRow.chat_id.in_(ids))
         .order_by(HostEventRow.chat_id, HostEventRow.ts, HostEventRow.seq, HostEventRow.id)
     )
-    for r in host_rows:
+    for r in host_rows.all():
         host_changes[r[0]].append(_host_change(r))
     starts = await conn.execute(
         select(Chat.chat_id, Chat.tracking_start_ts, Chat.baseline_count).where(

@@ -151,7 +151,7 @@ async def load(conn: AsyncConnection, spans: dict[int, Span]) -> dict[int, dict[
                 DailyRollup.day <= last,
             )
         )
-        for r in rows:
+        for r in rows.all():
             span = spans[r.chat_id]
             day = date.fromisoformat(r.day)
             if not span.first <= day <= span.last or (r.timezone, r.windows, r.hosts) != span.key:
