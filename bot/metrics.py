@@ -252,6 +252,7 @@ def retention(history: GroupHistory, day: date, window: Window, now: datetime) -
         if members and window.days is not None
         else None
     )
+    last = None  # the latest checkpoint passed
     for user, ts in members:
         c = fixed or checkpoint(ts, window, history.tz)
         if c > now:
@@ -259,9 +260,10 @@ def retention(history: GroupHistory, day: date, window: Window, now: datetime) -
             continue
         matured += 1
         retained += p.in_group_at(user, c)  # promoted to admin still counts as retained
+        if last is None or c > last:
+            last = c
     cell = RetentionCell(retained, matured, pending)
-    if members and not pending:  # fully matured: final for any later `now`
-        last = max(fixed or checkpoint(ts, window, history.tz) for _, ts in members)
+    if last is not None and not pending:  # fully matured: final for any later `now`
         p.retention_done[(day, window.name)] = (cell, last)
     return cell
 

@@ -379,3 +379,40 @@ def test_db_refresh_fills_the_view(tmp_path: Path, capsys: pytest.CaptureFixture
             report["headcount_end"],
             report["active"]["audience"],
         )
+
+
+async def test_a_digest_round_reads_each_group_as_alone(repo: Repo) -> None:
+    """Groups in three timezones, one of them with targets set in chat, read in one round
+    (after an earlier round kept rows, some with pending cells, and a late leave dirtied
+    one group): each digest equals one computed from that group's whole history."""
+    zones = {-100_601: "Europe/Berlin", -100_602: "America/New_York", -100_603: "Asia/Tokyo"}
+    for n, (chat_id, zone) in enumerate(zones.items()):
+        await repo.ensure_chat(chat_id, f"g{n}", "supergroup")
+        await repo.start_tracking(chat_id, START, 10 + n)
+        await repo.update_chat(chat_id, timezone=zone)
+        for i in range(12):
+            join = START + timedelta(hours=7 * i + n)
+            user = 300 + 20 * n + i
+            await repo.record_membership(MembershipEvent(chat_id, user, MemberKind.JOIN, join))
+            if i % 3 == n % 3:
+                leave = join + timedelta(hours=20 + i)
+                event = MembershipEvent(chat_id, user, MemberKind.LEAVE, leave)
+                await repo.record_membership(event)
+    await repo.set_chat_target(-100_602, "retention_day1", 0.5, None, 1, START)
+    ids = sorted(zones)
+    await service.digests(repo, CONFIG, ids, datetime(2026, 3, 22, 12, tzinfo=UTC))
+    late = MembershipEvent(-100_601, 300, MemberKind.LEAVE, datetime(2026, 3, 21, 9, tzinfo=UTC))
+    await repo.record_membership(late)
+    now = datetime(2026, 3, 23, 9, 30, tzinfo=UTC)
+    round_ = await service.digests(repo, CONFIG, ids, now)
+    for chat_id in ids:
+        settings = await service.group_settings(repo, CONFIG, chat_id)
+        targets = await service.targets_in_force(repo, settings, chat_id)
+        day = service.digest_day(settings, now)
+        whole = await service.load_group(repo, CONFIG, chat_id, date(2026, 3, 19), day)
+        got = round_[chat_id]
+        assert got.report == service.report_from(whole, targets, day, now), chat_id
+        assert got.net == service.net_change(whole, day, now), chat_id
+        assert got.top_source == service.top_source(whole, day, now), chat_id
+        assert got.headcount_now == metrics.headcount_at(whole.history, now), chat_id
+    assert round_[-100_602].report["targets"]  # the target set in chat is reported
