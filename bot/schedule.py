@@ -137,13 +137,16 @@ class DigestRound:
         except BaseException as exc:
             self.waiting = None
             for joined in others.values():
+                if joined.done():  # its job was cancelled meanwhile
+                    continue
                 if isinstance(exc, asyncio.CancelledError):
                     joined.cancel()
                 else:
                     joined.set_exception(exc)
             raise
         for other, joined in others.items():
-            joined.set_result(sent[other])
+            if not joined.done():
+                joined.set_result(sent[other])
         return sent[chat_id]
 
 

@@ -247,3 +247,32 @@ async def test_digest_jobs_firing_together_are_read_in_one_round(
         if c.params["text"].startswith("📊") and c.status == 200
     )
     assert sent == [(other_id, "Club"), (CHAT, "Camp")]
+
+
+async def test_a_round_goes_on_when_a_joined_job_is_cancelled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A job cancelled while it waits for its round (shutdown) does not stop the round
+    from answering the others; a round that fails fails every job in it."""
+    calls: list[list[int]] = []
+
+    async def sent_all(application: Any, chat_ids: list[int], now: datetime) -> dict[int, bool]:
+        calls.append(sorted(chat_ids))
+        await asyncio.sleep(0.01)
+        if -3 in chat_ids:
+            raise RuntimeError("database down")
+        return dict.fromkeys(chat_ids, True)
+
+    monkeypatch.setattr(schedule, "send_digests", sent_all)
+    rounds = schedule.DigestRound(application=None)  # type: ignore[arg-type]
+    first = asyncio.create_task(rounds.join(-1))
+    await asyncio.sleep(0)
+    second, third = asyncio.create_task(rounds.join(-2)), asyncio.create_task(rounds.join(-4))
+    await asyncio.sleep(0)
+    third.cancel()
+    assert await first
+    assert await second
+    assert calls == [[-4, -2, -1]]
+    failing = [asyncio.create_task(rounds.join(c)) for c in (-3, -5)]
+    results = await asyncio.gather(*failing, return_exceptions=True)
+    assert [type(r) for r in results] == [RuntimeError, RuntimeError]
