@@ -163,8 +163,8 @@ async def send_digests(
     """`send_digest` of several groups: each claimed, then read a part at a time
     (service.digest_parts); a part's messages go out while the next part is read."""
     repo, config = _services(application)
-    settings = await service.settings_of(repo, config, chat_ids)
     infos = await repo.chats(chat_ids)
+    settings = {c: service.settings_for(config, c, infos.get(c)) for c in chat_ids}
     due: dict[int, date] = {}
     for chat_id in chat_ids:
         info, day = infos.get(chat_id), service.digest_day(settings[chat_id], now)
@@ -247,7 +247,7 @@ async def _quality_notes(
         return []
     await repo.record_member_count(chat_id, now, count)
     known = await not_members(application.bot, repo, chat_id, settings.hosts, now)
-    drift = service.drift(result.headcount_now, count, len(known))
+    drift = service.headcount_drift(result.headcount_now, count, len(known))
     if drift is None:
         return []
     return [t(settings.language, "note_drift", telegram=drift[0], ours=drift[1])]

@@ -58,7 +58,7 @@ def skip_stored(chat_id: int, what: str, raw: object) -> None:
 
 async def group_settings(repo: Repo, config: Config, chat_id: int) -> GroupSettings:
     """Config file settings for the group, overridden by what was changed in chat."""
-    return _settings(config, chat_id, await repo.chat(chat_id))
+    return settings_for(config, chat_id, await repo.chat(chat_id))
 
 
 async def settings_of(
@@ -66,10 +66,11 @@ async def settings_of(
 ) -> dict[int, GroupSettings]:
     """`group_settings` of several groups, read at once."""
     infos = await repo.chats(chat_ids)
-    return {c: _settings(config, c, infos.get(c)) for c in chat_ids}
+    return {c: settings_for(config, c, infos.get(c)) for c in chat_ids}
 
 
-def _settings(config: Config, chat_id: int, info: ChatInfo | None) -> GroupSettings:
+def settings_for(config: Config, chat_id: int, info: ChatInfo | None) -> GroupSettings:
+    """`group_settings` from the group's row, already read."""
     base = config.for_chat(chat_id)
     if info is None:
         return base
@@ -813,14 +814,10 @@ DRIFT_SHARE, DRIFT_PEOPLE = 0.02, 3  # SPEC 4: more than 2 % and more than 3 peo
 
 
 def headcount_drift(
-    data: GroupData, read_at: datetime, telegram_count: int, known_not_members: int
+    ours: int | None, telegram_count: int, known_not_members: int
 ) -> tuple[int, int] | None:
-    """(Telegram's members, ours) when our head-count drifted from getChatMemberCount."""
-    return drift(metrics.headcount_at(data.history, read_at), telegram_count, known_not_members)
-
-
-def drift(ours: int | None, telegram_count: int, known_not_members: int) -> tuple[int, int] | None:
-    """`headcount_drift` of our head-count at the time Telegram's count was read."""
+    """(Telegram's members, ours) when our head-count, at the time getChatMemberCount was
+    read, drifted from it."""
     if ours is None:
         return None
     theirs = max(0, telegram_count - known_not_members)

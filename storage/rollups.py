@@ -76,9 +76,9 @@ async def mark_dirty(conn: AsyncConnection, chat_ids: Iterable[int] | None, ts: 
 
 async def take_dirty(conn: AsyncConnection, chat_ids: Sequence[int]) -> set[int]:
     """Delete the rows the groups' dirty marks can change (horizon after them) and clear
-    the marks; returns the groups that exist. Locks the groups' rows first (in id order,
-    as every writer's mark does): until the reader's transaction ends, no write to them can
-    commit (each marks its group's row), so what it reads and keeps is one state."""
+    the marks; returns the groups that exist. Locks the groups' rows first (on PostgreSQL
+    in id order): until the reader's transaction ends, no write to them can commit (each
+    marks its group's row), so what it reads and keeps is one state."""
     ids = sorted(set(chat_ids))
     marks: dict[int, int | None] = {}
     for part in chunks(ids):

@@ -238,16 +238,7 @@ async def api() -> AsyncIterator[FakeBotAPI]:
 async def bot(api: FakeBotAPI, db_url: str, drawn: list[Figure]) -> AsyncIterator[OpsApplication]:
     config = make_config(api, db_url, targets=(Target("retention_day1", 0.8),), digest_chart=True)
     async with bot_running(config) as app:
-        api.push(
-            tg.chat_member(
-                GROUP,
-                HOST,
-                local(5, 8),
-                tg.member(BOT_USER, "left"),
-                tg.member(BOT_USER, "administrator"),
-                mine=True,
-            )
-        )
+        api.push(tg.bot_added(GROUP, HOST, local(5, 8), BOT_USER))
         users = [tg.user(100 + i, f"U{i}") for i in range(3)]
         for i, user in enumerate(users):  # three joins 4 days ago; one leaves the same day
             api.push(

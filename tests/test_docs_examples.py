@@ -219,10 +219,9 @@ def test_example4_baseline_headcount_audience_net_change() -> None:
         assert result("example-headcount", label) == f"| {label} | {shown} |"
     assert (end, metrics.audience(h, d), metrics.joins_on(h, d)) == (101, 103, 2)
 
-    data = GroupData(CHAT, GroupSettings(), h, {})
-    read_at, known_not_members = at("11-21 08:00"), 4
-    assert headcount_drift(data, read_at, 114, known_not_members) == (110, 101)
-    assert headcount_drift(data, read_at, 105, known_not_members) is None
+    ours, known_not_members = metrics.headcount_at(h, at("11-21 08:00")), 4
+    assert headcount_drift(ours, 114, known_not_members) == (110, 101)
+    assert headcount_drift(ours, 105, known_not_members) is None
     text = section("example-headcount")
     assert "Telegram counts 114; with 4 known hosts and bots" in text
     assert "that is 110 members against opsbot's 101: 9 apart" in text

@@ -70,14 +70,7 @@ async def api() -> AsyncIterator[FakeBotAPI]:
 async def bot(api: FakeBotAPI, db_url: str) -> AsyncIterator[OpsApplication]:
     async with bot_running(make_config(api, db_url)) as app:
         api.push(
-            tg.chat_member(
-                GROUP,
-                HOST,
-                local(3, 8),
-                tg.member(BOT_USER, "left"),
-                tg.member(BOT_USER, "administrator"),
-                mine=True,
-            ),
+            tg.bot_added(GROUP, HOST, local(3, 8), BOT_USER),
             join(ALICE, local(2, 12)),
             join(BOB, local(2, 12, 5)),
             leave(BOB, local(2, 12, 35)),  # gone within the hour

@@ -69,9 +69,7 @@ def numbers(rep: dict[str, Any]) -> dict[str, Any]:
 
 
 def bot_added(chat: dict[str, Any], ts: int) -> dict[str, Any]:
-    return tg.chat_member(
-        chat, HOST, ts, tg.member(ME, "left"), tg.member(ME, "administrator"), mine=True
-    )
+    return tg.bot_added(chat, HOST, ts, ME)
 
 
 def admins() -> list[dict[str, Any]]:

@@ -63,14 +63,7 @@ async def api() -> AsyncIterator[FakeBotAPI]:
 def history(api: FakeBotAPI) -> None:
     """Added 3 days ago; 12 newcomers 2 days ago, 6 of them gone within 20 minutes."""
     api.push(
-        tg.chat_member(
-            GROUP,
-            HOST,
-            local_ts(3, 8),
-            tg.member(BOT_USER, "left"),
-            tg.member(BOT_USER, "administrator"),
-            mine=True,
-        ),
+        tg.bot_added(GROUP, HOST, local_ts(3, 8), BOT_USER),
         *joins(6, 100, local_ts(2, 10)),
         *joins(6, 200, local_ts(2, 11), leave_after_s=1200),
     )
@@ -215,16 +208,7 @@ async def test_digest_jobs_firing_together_are_read_in_one_round(
     config = make_config(api, db_url, digest_time=time(23, 59))
     async with bot_running(config) as app:
         history(api)
-        api.push(
-            tg.chat_member(
-                other,
-                HOST,
-                local_ts(3, 8),
-                tg.member(BOT_USER, "left"),
-                tg.member(BOT_USER, "administrator"),
-                mine=True,
-            )
-        )
+        api.push(tg.bot_added(other, HOST, local_ts(3, 8), BOT_USER))
         await settle(api)
         rounds: list[list[int]] = []
         send_digests = schedule.send_digests

@@ -62,14 +62,7 @@ def history() -> list[dict[str, Any]]:
     alice = tg.message(GROUP, next(_mid), local(2, 13, 5), ALICE, "ship it", reply_to=post)
     dan = tg.message(GROUP, next(_mid), local(2, 13, 10), DAN, "me too", reply_to=alice["message"])
     return [
-        tg.chat_member(
-            GROUP,
-            HOST,
-            local(3, 8),
-            tg.member(BOT_USER, "left"),
-            tg.member(BOT_USER, "administrator"),
-            mine=True,
-        ),
+        tg.bot_added(GROUP, HOST, local(3, 8), BOT_USER),
         by_link(ALICE, local(2, 10)),
         by_link(BOB, local(2, 10, 5)),
         leave(BOB, local(2, 10, 35)),

@@ -49,14 +49,7 @@ def command(text: str, chat: dict[str, Any] = GROUP, sender: dict[str, Any] = HO
 
 
 def bot_added(ts: int) -> Any:
-    return tg.chat_member(
-        GROUP,
-        HOST,
-        ts,
-        tg.member(BOT_USER, "left"),
-        tg.member(BOT_USER, "administrator"),
-        mine=True,
-    )
+    return tg.bot_added(GROUP, HOST, ts, BOT_USER)
 
 
 def group_api() -> FakeBotAPI:

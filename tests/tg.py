@@ -109,6 +109,15 @@ def chat_member(
     return {"my_chat_member" if mine else "chat_member": cmu}
 
 
+def bot_added(
+    chat: dict[str, Any], by: dict[str, Any], date: int, bot: dict[str, Any]
+) -> dict[str, Any]:
+    """The my_chat_member update of `by` adding the bot to `chat` as an administrator."""
+    return chat_member(
+        chat, by, date, member(bot, "left"), member(bot, "administrator"), mine=True
+    )
+
+
 def message(
     chat: dict[str, Any],
     mid: int,
